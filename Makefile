@@ -1,0 +1,35 @@
+# wasmgate: `make run` starts the demo, `make test` runs every test.
+GO        ?= go
+BIN       := build/bin
+WASM_OUT  := build/plugins
+PLUGIN_DIRS := $(wildcard plugins/*/main.go pluginsdk-examples/*/main.go)
+
+.PHONY: build run test vet bench plugins mesh-demo clean
+
+build: plugins
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/wasmgate ./cmd/wasmgate
+	$(GO) build -o $(BIN)/echo ./cmd/echo
+
+plugins:
+	@mkdir -p $(WASM_OUT)
+	@for f in $(PLUGIN_DIRS); do \
+		d=$$(dirname $$f); n=$$(basename $$d); \
+		echo "wasm  $$d -> $(WASM_OUT)/$$n.wasm"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(WASM_OUT)/$$n.wasm ./$$d || exit 1; \
+	done
+
+run: build
+	./$(BIN)/wasmgate demo -c configs/edge.yaml
+
+vet:
+	$(GO) vet ./...
+
+test: vet plugins
+	$(GO) test -race -timeout 15m ./...
+
+bench: build
+	$(GO) run ./bench
+
+clean:
+	rm -rf build .wasmgate-demo
