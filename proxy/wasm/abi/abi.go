@@ -128,6 +128,10 @@ const (
 	// status. Verifies a signature natively (JWT algorithms; key is DER or
 	// JWK JSON).
 	FuncVerifySignature = "verify_signature"
+	// (msg, msg_len) -> (). Called by the guest while it checks its config
+	// (during _initialize for SDK guests) to refuse that config; the host
+	// fails the load and reports msg. Added by sdk/.
+	FuncConfigError = "config_error"
 )
 
 // Status codes returned by wasmgate functions.
