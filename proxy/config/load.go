@@ -14,19 +14,28 @@ import (
 
 // Load reads, parses, defaults and validates the config at path. Every error
 // names the file and, where known, the line; all problems are reported at once.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadMode(path, "") }
+
+// LoadMode is Load with the mode forced (the --mode flag) before defaults.
+func LoadMode(path, mode string) (*Config, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, src)
+	return ParseMode(path, src, mode)
 }
 
 // Parse is Load on bytes already read; file names the source in errors.
-func Parse(file string, src []byte) (*Config, error) {
+func Parse(file string, src []byte) (*Config, error) { return ParseMode(file, src, "") }
+
+// ParseMode is Parse with the mode forced when mode is not empty.
+func ParseMode(file string, src []byte, mode string) (*Config, error) {
 	c, err := decode(file, src)
 	if err != nil {
 		return nil, err
+	}
+	if mode != "" {
+		c.Mode = mode
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {

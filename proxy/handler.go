@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/wasmgate/wasmgate/proxy/filter"
+	"github.com/wasmgate/wasmgate/proxy/router"
+	"github.com/wasmgate/wasmgate/proxy/upstream"
+)
+
+// HTTPError is an error with the status the client should see.
+type HTTPError struct {
+	Status int
+	Err    error
+}
+
+func (e *HTTPError) Error() string { return http.StatusText(e.Status) + ": " + e.Err.Error() }
+func (e *HTTPError) Unwrap() error { return e.Err }
+
+// Error wraps err with an HTTP status.
+func Error(status int, err error) *HTTPError { return &HTTPError{Status: status, Err: err} }
+
+// call is what the root handler tells the transport about one request.
+type call struct {
+	snap    *Snapshot
+	route   *router.Route
+	chain   *filter.Chain
+	x       *filter.Exchange
+	cluster *upstream.Cluster
+	ran     int
+	// upstreamAddr is filled by the transport for the access log.
+	upstreamAddr string
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// transport sends the outgoing request to the cluster chosen for it.
+type transport struct{}
+
+func (transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c := callFrom(r.Context())
+	if c == nil || c.cluster == nil {
+		return nil, Error(http.StatusBadGateway, errors.New("no cluster for request"))
+	}
+	return c.cluster.RoundTrip(r)
+}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
+
+// newReverseProxy builds the one ReverseProxy the server uses; everything
+// per request travels in the context.
+func (s *Server) newReverseProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        s.rewrite,
+		Transport:      transport{},
+		BufferPool:     &bufferPool{},
+		ModifyResponse: s.modifyResponse,
+		ErrorHandler:   s.proxyError,
+		ErrorLog:       zap.NewStdLog(s.log.Named("reverseproxy")),
+	}
+}
+
+func (s *Server) rewrite(pr *httputil.ProxyRequest) {
+	c := callFrom(pr.In.Context())
+	out := pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = c.cluster.Name()
+	out.Host = pr.In.Host
+	if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
+		out.Header["X-Forwarded-For"] = xff
+	}
+	pr.SetXForwarded()
+	out.Header.Set("X-Request-Id", c.x.Props.RequestID)
+	if m := c.route.Config.Mirror; m != nil {
+		c.snap.Upstreams.Mirror(out, *m)
+	}
+}
+
+// modifyResponse runs the response phase of the chain on the upstream answer.
+func (s *Server) modifyResponse(resp *http.Response) error {
+	c := callFrom(resp.Request.Context())
+	if c == nil || c.chain.Empty() || c.ran == 0 {
+		return nil
+	}
+	fr := &filter.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: resp.Body, Trailer: resp.Trailer}
+	c.x.Response = fr
+	c.chain.RunResponse(resp.Request.Context(), c.x, c.ran)
+	fr = c.x.Response
+	resp.StatusCode = fr.StatusCode
+	resp.Status = strconv.Itoa(fr.StatusCode) + " " + http.StatusText(fr.StatusCode)
+	resp.Header = fr.Header
+	if b, ok := fr.Buffered(); ok {
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		resp.TransferEncoding = nil
+	} else if fr.Body != nil {
+		resp.Body = fr.Body
+	}
+	return nil
+}
+
+// proxyError answers when the upstream exchange failed.
+func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	status := upstream.StatusFor(err)
+	var he *HTTPError
+	if errors.As(err, &he) {
+		status = he.Status
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody reads the answer. 499 as nginx does.
+		status = 499
+	}
+	c := callFrom(r.Context())
+	h := make(http.Header)
+	if errors.Is(err, upstream.ErrOverloaded) {
+		h.Set("X-Wasmgate-Overloaded", "true")
+	}
+	if c != nil {
+		if ce := s.log.Check(zap.DebugLevel, "upstream error"); ce != nil {
+			ce.Write(zap.String("route", c.route.Name), zap.String("request_id", c.x.Props.RequestID), zap.Int("status", status), zap.Error(err))
+		}
+		if c.ran > 0 {
+			c.x.IsError = true
+			c.x.Response = &filter.Response{StatusCode: status, Header: h}
+			c.x.Response.SetBody(filter.ErrorBody(status, http.StatusText(status)))
+			c.chain.RunResponse(r.Context(), c.x, c.ran)
+			writeResponse(w, c.x.Response)
+			return
+		}
+	}
+	for k, v := range h {
+		w.Header()[k] = v
+	}
+	writeError(w, status, http.StatusText(status))
+}
+
+// writeResponse writes a filter.Response (local answer) to w.
+func writeResponse(w http.ResponseWriter, resp *filter.Response) {
+	dst := w.Header()
+	for k, v := range resp.Header {
+		dst[k] = v
+	}
+	status := resp.StatusCode
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if b, ok := resp.Buffered(); ok {
+		dst.Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(status)
+		_, _ = w.Write(b)
+		return
+	}
+	w.WriteHeader(status)
+	if resp.Body != nil {
+		_, _ = io.Copy(w, resp.Body)
+		_ = resp.Body.Close()
+	}
+}
+
+// writeError writes the proxy's JSON error body.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	body := filter.ErrorBody(status, msg)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// newRequestID returns 16 random bytes in hex.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func clientIP(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
+}
