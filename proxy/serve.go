@@ -139,4 +139,3 @@ func (s *Server) connInfo(ctx context.Context) ConnInfo {
 	}
 	return connInfo(ctx)
 }
-
