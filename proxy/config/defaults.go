@@ -109,9 +109,7 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Routes {
 		c.defaultFilters(c.Routes[i].Filters)
 	}
-	if m := c.Mesh; m != nil && m.Namespace == "" {
-		m.Namespace = "default"
-	}
+	c.applyMeshDefaults()
 }
 
 func defaultCluster(cl *Cluster) {

@@ -40,6 +40,11 @@ type ListenerTLS struct {
 	// AllowPlaintext also accepts plaintext HTTP on the same port (sidecar
 	// permissive mode).
 	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// TrustDomain makes this an mTLS mesh listener (set by proxy/mesh for a
+	// sidecar's inbound): client certificates must carry a SPIFFE ID of this
+	// trust domain, certs[0] must be this service's SPIFFE certificate and
+	// client_ca_file the trust bundle; both are reloaded when rotated.
+	TrustDomain string `yaml:"trust_domain"`
 	// SelfSigned generates a self-signed certificate into the first cert's
 	// files when they are missing (demo use).
 	SelfSigned bool `yaml:"self_signed"`

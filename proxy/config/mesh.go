@@ -21,7 +21,9 @@ type Mesh struct {
 	Outbound *MeshOutbound `yaml:"outbound"`
 	// Services is the static service registry.
 	Services []MeshService `yaml:"services"`
-	// RegistryFile is a YAML file of services, reloaded on change.
+	// RegistryFile is a YAML file with a top-level "services:" list (same
+	// schema as services), merged with the static services; it is read on
+	// every config (re)load, so a change to it applies on reload.
 	RegistryFile string `yaml:"registry_file"`
 }
 
@@ -33,7 +35,9 @@ type MeshInbound struct {
 	MTLS string `yaml:"mtls"`
 	// App is the local application's address.
 	App string `yaml:"app"`
-	// IdentityHeader, when set, carries the verified peer SPIFFE ID to the app.
+	// IdentityHeader, when set, carries the verified peer SPIFFE ID to the
+	// app; the header is removed from every incoming request first. Named
+	// x-forwarded-client-cert, it uses the XFCC form By=<own id>;URI=<peer id>.
 	IdentityHeader string `yaml:"identity_header"`
 	// Filters run on inbound requests (e.g. authz).
 	Filters []Filter `yaml:"filters"`
@@ -55,7 +59,7 @@ type MeshOutbound struct {
 type MeshService struct {
 	// Name the app uses as the host: http://NAME/...
 	Name string `yaml:"name"`
-	// Namespace of the service. Default "default".
+	// Namespace of the service. Default the sidecar's mesh.namespace.
 	Namespace string `yaml:"namespace"`
 	// SPIFFEID expected from the peer; default derived from name and namespace.
 	SPIFFEID string `yaml:"spiffe_id"`
@@ -63,14 +67,18 @@ type MeshService struct {
 	Endpoints []Endpoint `yaml:"endpoints"`
 	// Versions split traffic between versions of the service (canary).
 	Versions []MeshServiceVersion `yaml:"versions"`
-	// Mirror copies a share of traffic to another service.
+	// Mirror copies a share of traffic to another service of the registry
+	// (mirror.cluster names that service).
 	Mirror *Mirror `yaml:"mirror"`
-	// Cluster carries resilience knobs (breaker, outlier, retry budget...).
+	// Cluster carries resilience knobs (breaker, outlier, retry budget,
+	// protocol...); name, endpoints and tls are filled in by the mesh.
 	Cluster *Cluster `yaml:"cluster"`
 }
 
 // MeshServiceVersion is one version of a service with a weight.
 type MeshServiceVersion struct {
+	// Name of the version, e.g. "v2"; its cluster is "mesh:SERVICE:NAME".
+	// Weight is its share of traffic; Endpoints its peer sidecars.
 	Name      string     `yaml:"name"`
 	Weight    int        `yaml:"weight"`
 	Endpoints []Endpoint `yaml:"endpoints"`

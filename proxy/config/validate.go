@@ -128,6 +128,7 @@ func (c *Config) Validate() error {
 		}
 		validateRoute(&p, path, &r, clusters, listeners)
 	}
+	c.validateMesh(&p)
 	return p.err()
 }
 
