@@ -64,15 +64,16 @@ type Spec struct {
 	FailureStatus int
 	// Source is "file:line" of the filter in the config, for error messages.
 	Source string
+	// Settings are kind-specific knobs (pool_size, memory_limit_mib, ...).
+	Settings map[string]string
 }
 
 // Deps are the shared services a factory may give to the filters it builds.
 type Deps struct {
-	Logger   *zap.Logger
-	Metrics  prometheus.Registerer
-	Store    Store
-	Mode     string
-	Settings map[string]string
+	Logger  *zap.Logger
+	Metrics prometheus.Registerer
+	Store   Store
+	Mode    string
 }
 
 // Store is the slice of proxy/store that filters use (counters and key/values).
