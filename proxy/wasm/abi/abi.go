@@ -32,6 +32,11 @@ const (
 	ExportStart = "_start"
 	// ExportMemory is the guest's linear memory.
 	ExportMemory = "memory"
+	// ExportCheckConfig: () -> i32, optional. Called once per instance after
+	// _initialize/_start; nonzero refuses the config (the message is the one
+	// given to config_error, if any). Guests may instead call config_error
+	// during _initialize.
+	ExportCheckConfig = "check_config"
 )
 
 // http_handler functions (the published http-wasm handler ABI).
@@ -125,9 +130,16 @@ const (
 	// phases, so the host may release the instance after each call.
 	FuncDeclareStateless = "declare_stateless"
 	// (alg, alg_len, key, key_len, data, data_len, sig, sig_len) -> i32
-	// status. Verifies a signature natively (JWT algorithms; key is DER or
-	// JWK JSON).
+	// status: StatusOK valid, StatusInvalid the signature does not verify,
+	// StatusError unknown alg or unusable key. Algorithms: RS256/384/512,
+	// PS256/384/512, ES256/384/512, EdDSA (Ed25519), HS256/384/512. key is a
+	// public key as DER (PKIX SubjectPublicKeyInfo, or PKCS#1 for RSA), PEM,
+	// or a JWK JSON object; for HS* it is the raw shared secret. ES* sigs are
+	// JWS raw r||s, not ASN.1.
 	FuncVerifySignature = "verify_signature"
+	// () -> (). Called during _initialize: the guest's handle_response does
+	// nothing, so the host skips calling it (one guest call per request).
+	FuncDeclareRequestOnly = "declare_request_only"
 	// (msg, msg_len) -> (). Called by the guest while it checks its config
 	// (during _initialize for SDK guests) to refuse that config; the host
 	// fails the load and reports msg. Added by sdk/.
