@@ -125,6 +125,9 @@ type Host struct {
 	UpstreamError bool
 	// LogLevel is the lowest level the plugin logs at. Default debug.
 	LogLevel sdk.LogLevel
+	// Values are per-request values present before the plugin runs, as
+	// earlier filters in the chain would have set them (e.g. "jwt.sub").
+	Values map[string]string
 
 	mu        sync.Mutex
 	now       time.Time
@@ -323,6 +326,10 @@ func (h *Host) newState(req *http.Request) (*state, error) {
 	for k, v := range h.Properties {
 		props[k] = v
 	}
+	values := make(map[string]string, len(h.Values))
+	for k, v := range h.Values {
+		values[k] = v
+	}
 	return &state{
 		host:       h,
 		phase:      phaseRequest,
@@ -339,7 +346,7 @@ func (h *Host) newState(req *http.Request) (*state, error) {
 		respHeader: http.Header{},
 		respTrail:  http.Header{},
 		props:      props,
-		values:     map[string]string{},
+		values:     values,
 	}, nil
 }
 
