@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -93,12 +94,47 @@ func (p *Provider) UpstreamTLS(cl config.Cluster) (*tls.Config, error) {
 	return s.ClientTLS(t.SPIFFEID), nil
 }
 
-// ListenerTLS is the listener hook: for a listener whose tls sets
-// trust_domain it returns ServerTLS of the first certificate with the bundle
-// client_ca_file, strict when client_auth is require, permissive when it is
-// optional. Other listeners get (nil, nil). Plaintext on the same port
-// (tls.allow_plaintext) is the listener's business; see PermissiveListener.
+// ListenerTLS returns a complete server config (ServerTLS) for a listener
+// whose tls sets trust_domain: strict when client_auth is require,
+// permissive when it is optional. Other listeners get (nil, nil). Use it
+// where a plain tls.Config is wanted; proxy/listener uses ListenerHooks.
 func (p *Provider) ListenerTLS(l config.Listener) (*tls.Config, error) {
+	s, err := p.listenerSource(l)
+	if s == nil || err != nil {
+		return nil, err
+	}
+	mode := ModeStrict
+	if l.TLS.ClientAuth == "optional" {
+		mode = ModePermissive
+	}
+	return s.ServerTLS(mode), nil
+}
+
+// ListenerHooks are the TLS hooks of proxy/listener.Options for a mesh
+// inbound listener.
+type ListenerHooks struct {
+	// GetCertificate serves the current identity.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// ClientCAs is the current trust bundle.
+	ClientCAs func() *x509.CertPool
+	// VerifyConnection checks the client's SPIFFE trust domain.
+	VerifyConnection func(tls.ConnectionState) error
+}
+
+// ListenerHooks returns the hooks for a listener whose tls sets
+// trust_domain (ok false for other listeners). The listener keeps its own
+// client_auth handling (require = strict, optional = permissive) and
+// allow_plaintext; the hooks make it use the rotating identity and bundle
+// and refuse peers of another trust domain.
+func (p *Provider) ListenerHooks(l config.Listener) (h ListenerHooks, ok bool, err error) {
+	s, err := p.listenerSource(l)
+	if s == nil || err != nil {
+		return ListenerHooks{}, false, err
+	}
+	return ListenerHooks{GetCertificate: s.GetCertificate, ClientCAs: s.ClientCAs, VerifyConnection: s.VerifyClient}, true, nil
+}
+
+func (p *Provider) listenerSource(l config.Listener) (*Source, error) {
 	t := l.TLS
 	if t == nil || t.TrustDomain == "" {
 		return nil, nil
@@ -113,11 +149,7 @@ func (p *Provider) ListenerTLS(l config.Listener) (*tls.Config, error) {
 	if td := s.ID().TrustDomain; td != t.TrustDomain {
 		return nil, fmt.Errorf("mesh: listener %q: certificate is in trust domain %q, config says %q", l.Name, td, t.TrustDomain)
 	}
-	mode := ModeStrict
-	if t.ClientAuth == "optional" {
-		mode = ModePermissive
-	}
-	return s.ServerTLS(mode), nil
+	return s, nil
 }
 
 // Stats sums the counters of every Source.

@@ -95,6 +95,11 @@ func ParseID(s string) (ID, error) {
 
 // ServiceID returns spiffe://trustDomain/ns/namespace/sa/service, validated.
 func ServiceID(trustDomain, namespace, service string) (ID, error) {
+	for _, seg := range []string{namespace, service} {
+		if seg == "" || strings.Contains(seg, "/") {
+			return ID{}, fmt.Errorf("%w: namespace and service must be single non-empty path segments, got %q", ErrInvalidID, seg)
+		}
+	}
 	return ParseID("spiffe://" + trustDomain + "/ns/" + namespace + "/sa/" + service)
 }
 

@@ -55,20 +55,7 @@ func (s *Source) serverConfig(m *material, auth tls.ClientAuthType) *tls.Config 
 		ClientAuth:             auth,
 		ClientCAs:              m.pool,
 		SessionTicketsDisabled: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			s.serverHS.Add(1)
-			if len(cs.PeerCertificates) == 0 {
-				return nil // permissive without certificate (strict refused it already)
-			}
-			id, err := IDFromCert(cs.PeerCertificates[0])
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrPeerID, err)
-			}
-			if id.TrustDomain != m.id.TrustDomain {
-				return fmt.Errorf("%w: %s is not in trust domain %q", ErrPeerID, id, m.id.TrustDomain)
-			}
-			return nil
-		},
+		VerifyConnection:       s.VerifyClient,
 	}
 }
 
@@ -142,4 +129,32 @@ func PeerID(cs *tls.ConnectionState) string {
 		return ""
 	}
 	return id.String()
+}
+
+// GetCertificate returns the current certificate (a tls.Config hook).
+func (s *Source) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.cur.Load().cert, nil
+}
+
+// ClientCAs returns the current trust bundle; the pointer changes only when
+// the bundle is reloaded.
+func (s *Source) ClientCAs() *x509.CertPool { return s.cur.Load().pool }
+
+// VerifyClient is a server-side tls.Config.VerifyConnection: after the TLS
+// stack verified the client chain against ClientCAs, it requires a client
+// certificate, when present, to carry one SPIFFE ID of this identity's trust
+// domain. It counts the handshake in Stats.ServerHandshakes.
+func (s *Source) VerifyClient(cs tls.ConnectionState) error {
+	s.serverHS.Add(1)
+	if len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	id, err := IDFromCert(cs.PeerCertificates[0])
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrPeerID, err)
+	}
+	if td := s.cur.Load().id.TrustDomain; id.TrustDomain != td {
+		return fmt.Errorf("%w: %s is not in trust domain %q", ErrPeerID, id, td)
+	}
+	return nil
 }
