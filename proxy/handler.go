@@ -3,8 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -42,6 +40,8 @@ type call struct {
 	ran     int
 	// upstreamAddr is filled by the transport for the access log.
 	upstreamAddr string
+	// err is the upstream error that ended the request, if any.
+	err error
 }
 
 type callKey struct{}
@@ -59,7 +59,11 @@ func (transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if c == nil || c.cluster == nil {
 		return nil, Error(http.StatusBadGateway, errors.New("no cluster for request"))
 	}
-	return c.cluster.RoundTrip(r)
+	resp, err := c.cluster.RoundTrip(r)
+	if resp != nil && resp.Request != nil && resp.Request.URL != nil {
+		c.upstreamAddr = resp.Request.URL.Host
+	}
+	return resp, err
 }
 
 type bufferPool struct{ p sync.Pool }
@@ -137,6 +141,9 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		status = 499
 	}
 	c := callFrom(r.Context())
+	if c != nil {
+		c.err = err
+	}
 	h := make(http.Header)
 	if errors.Is(err, upstream.ErrOverloaded) {
 		h.Set("X-Wasmgate-Overloaded", "true")
@@ -190,13 +197,6 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-// newRequestID returns 16 random bytes in hex.
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func clientIP(remote string) string {

@@ -5,8 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/wasmgate/wasmgate/proxy/filter"
+	"github.com/wasmgate/wasmgate/proxy/listener"
+	"github.com/wasmgate/wasmgate/proxy/observe"
+	"github.com/wasmgate/wasmgate/proxy/observe/trace"
+	"github.com/wasmgate/wasmgate/proxy/router"
 	"github.com/wasmgate/wasmgate/proxy/upstream"
 )
 
@@ -33,6 +38,7 @@ func connInfo(ctx context.Context) ConnInfo {
 
 // ServeHTTP is the root handler: snapshot, route, chain, upstream.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	snap := s.acquire()
 	if snap == nil {
 		writeError(w, http.StatusServiceUnavailable, "no configuration loaded")
@@ -60,22 +66,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	props.RequestID = r.Header.Get("X-Request-Id")
 	if props.RequestID == "" || len(props.RequestID) > 128 {
-		props.RequestID = newRequestID()
+		props.RequestID = observe.NewRequestID()
 		r.Header.Set("X-Request-Id", props.RequestID)
 	}
 	w.Header().Set("X-Request-Id", props.RequestID)
-	if s.hooks.Trace != nil {
-		props.TraceID = s.hooks.Trace(r)
-	}
+	// The upstream hop is a child span of the caller's (or a new) trace.
+	tc, _ := trace.FromRequest(r)
+	tc.Child().Inject(r.Header)
+	props.TraceID = tc.TraceIDString()
 
-	rt := snap.Table.Match(ci.Listener, r)
-	var x *filter.Exchange
-	if s.hooks.Done != nil {
-		var rec http.ResponseWriter
-		rec, finish := s.hooks.Done(w, r)
-		w = rec
-		defer func() { finish(rt, x) }()
+	rec := observe.NewResponseRecorder(w)
+	w = rec
+	var body *observe.BodyCounter
+	if r.Body != nil && r.Body != http.NoBody {
+		body = observe.CountBody(r)
 	}
+	if s.metrics != nil {
+		s.metrics.RequestStarted()
+	}
+	rt := snap.Table.Match(ci.Listener, r)
+	var c *call
+	defer func() { s.finish(start, r, rec, body, ci, rt, c, &props) }()
 	if rt == nil {
 		writeError(w, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
 		return
@@ -100,10 +111,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	chain, _ := rt.Chain.(*filter.Chain)
-	x = filter.NewExchange(r, props)
+	x := filter.NewExchange(r, props)
 	x.BodyCap = snap.Config.Limits.BodyBufferBytes
 	ctx := filter.WithExchange(r.Context(), x)
-	c := &call{snap: snap, route: rt, chain: chain, x: x}
+	c = &call{snap: snap, route: rt, chain: chain, x: x}
 	ran, next := chain.RunRequest(ctx, x)
 	c.ran = ran
 	if !next {
@@ -132,10 +143,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // connInfo reads the listener of the request.
 func (s *Server) connInfo(ctx context.Context) ConnInfo {
-	if s.hooks.ConnInfo != nil {
-		if ci, ok := s.hooks.ConnInfo(ctx); ok {
-			return ci
-		}
+	if info, ok := listener.Info(ctx); ok {
+		return ConnInfo{Listener: info.Listener, Role: info.Role}
 	}
 	return connInfo(ctx)
+}
+
+// finish records metrics and the access log line of one request.
+func (s *Server) finish(start time.Time, r *http.Request, rec *observe.ResponseRecorder, body *observe.BodyCounter, ci ConnInfo, rt *router.Route, c *call, props *filter.Properties) {
+	took := time.Since(start)
+	status := rec.Status()
+	if rec.Hijacked() {
+		status = http.StatusSwitchingProtocols
+	}
+	var in int64
+	if body != nil {
+		in = body.N()
+	}
+	route := ""
+	if rt != nil {
+		route = rt.Name
+	}
+	if s.metrics != nil {
+		s.metrics.RequestDone(route, r.Method, status, took, in, rec.BytesWritten())
+	}
+	if s.access == nil {
+		return
+	}
+	e := observe.AccessEntry{
+		Start: start, Duration: took,
+		Method: r.Method, Host: r.Host, Path: r.URL.Path, Proto: r.Proto,
+		Status: status, BytesIn: in, BytesOut: rec.BytesWritten(),
+		ClientAddr: r.RemoteAddr, Listener: ci.Listener, Route: route,
+		RequestID: props.RequestID, TraceID: props.TraceID,
+	}
+	if c != nil {
+		e.Decisions = c.x.Decisions
+		e.Upstream = c.upstreamAddr
+		if c.cluster != nil {
+			e.Cluster = c.cluster.Name()
+		}
+		if c.err != nil {
+			e.Error = c.err.Error()
+		}
+	}
+	s.access.Log(&e)
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/http/httputil"
 	"sync"
 	"sync/atomic"
@@ -15,21 +14,9 @@ import (
 
 	"github.com/wasmgate/wasmgate/proxy/config"
 	"github.com/wasmgate/wasmgate/proxy/filter"
-	"github.com/wasmgate/wasmgate/proxy/router"
+	"github.com/wasmgate/wasmgate/proxy/observe"
 	"github.com/wasmgate/wasmgate/proxy/upstream"
 )
-
-// Hooks are the seams where operations code observes requests. All optional.
-type Hooks struct {
-	// ConnInfo returns the listener of a request's connection.
-	ConnInfo func(ctx context.Context) (ConnInfo, bool)
-	// Trace reads or creates the W3C trace context of r, sets the header for
-	// the upstream on r and returns the trace id.
-	Trace func(r *http.Request) string
-	// Done wraps the response writer and returns a function called once the
-	// request is finished (access log, metrics).
-	Done func(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, func(rt *router.Route, x *filter.Exchange))
-}
 
 // Options configure a Server.
 type Options struct {
@@ -49,8 +36,13 @@ type Options struct {
 	Observer filter.Observer
 	// PeerID extracts the SPIFFE ID from a verified TLS connection.
 	PeerID func(*tls.ConnectionState) string
-	// Hooks observe requests.
-	Hooks Hooks
+	// Metrics records request metrics; nil records none.
+	Metrics *observe.Metrics
+	// AccessLog writes one line per request; nil writes none.
+	AccessLog *observe.AccessLog
+	// Prepare runs on every loaded config before it is built (the mesh
+	// expands its section into listeners, routes and clusters here).
+	Prepare func(cfg *config.Config) error
 	// OnReload is called after every reload attempt with its result.
 	OnReload func(snap *Snapshot, err error)
 }
@@ -65,12 +57,13 @@ type ReloadStatus struct {
 
 // Server owns the current Snapshot and serves requests with it.
 type Server struct {
-	opts   Options
-	log    *zap.Logger
-	hooks  Hooks
-	peerID func(*tls.ConnectionState) string
-	rp     *httputil.ReverseProxy
-	b      *builder
+	opts    Options
+	log     *zap.Logger
+	metrics *observe.Metrics
+	access  *observe.AccessLog
+	peerID  func(*tls.ConnectionState) string
+	rp      *httputil.ReverseProxy
+	b       *builder
 
 	current  atomic.Pointer[Snapshot]
 	reloadMu sync.Mutex
@@ -93,10 +86,11 @@ func New(opts Options) *Server {
 		opts.Upstream.Logger = opts.Logger.Named("upstream")
 	}
 	s := &Server{
-		opts:   opts,
-		log:    opts.Logger.Named("proxy"),
-		hooks:  opts.Hooks,
-		peerID: opts.PeerID,
+		opts:    opts,
+		log:     opts.Logger.Named("proxy"),
+		metrics: opts.Metrics,
+		access:  opts.AccessLog,
+		peerID:  opts.PeerID,
 		b: &builder{
 			registry:  opts.Registry,
 			deps:      opts.Deps,
@@ -146,6 +140,13 @@ func (s *Server) Apply(ctx context.Context, cfg *config.Config) error {
 			s.log.Warn("static setting changed; restart to apply", zap.String("setting", w))
 		}
 	}
+	if s.opts.Prepare != nil {
+		if err := s.opts.Prepare(cfg); err != nil {
+			err = fmt.Errorf("%s: %w", cfg.File, err)
+			s.recordReload(nil, err)
+			return err
+		}
+	}
 	snap, err := s.b.build(ctx, cfg)
 	if err != nil {
 		err = fmt.Errorf("%s: %w", cfg.File, err)
@@ -173,6 +174,9 @@ func (s *Server) recordReload(snap *Snapshot, err error) {
 		s.log.Info("config loaded", zap.String("version", snap.Version), zap.Int("routes", len(snap.Table.Routes())), zap.Int("clusters", len(snap.Config.Clusters)))
 	}
 	s.last.Store(st)
+	if s.metrics != nil {
+		s.metrics.ReloadDone(err, st.Version)
+	}
 	if s.opts.OnReload != nil {
 		s.opts.OnReload(snap, err)
 	}
