@@ -27,6 +27,8 @@ type tokenCache struct {
 	m     map[[32]byte]*identity
 	order [][32]byte
 	next  int
+	// hits counts lookups answered from the cache.
+	hits uint64
 }
 
 func newTokenCache(max int) *tokenCache {
@@ -48,6 +50,7 @@ func (c *tokenCache) get(sum [32]byte, now time.Time) *identity {
 		delete(c.m, sum)
 		return nil
 	}
+	c.hits++
 	return id
 }
 
@@ -77,3 +80,10 @@ func (c *tokenCache) len() int {
 }
 
 func tokenSum(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
+
+func (c *tokenCache) hitCount() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.hits
+}
