@@ -43,7 +43,7 @@ func (s *Set) Mirror(req *http.Request, m config.Mirror) {
 	if p := m.Percent; p > 0 && p < 100 && rand.Float64()*100 >= p {
 		return
 	}
-	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
+	hasBody := req.Body != nil && req.Body != http.NoBody
 	if hasBody && req.GetBody == nil {
 		c.m.mirrorBody.Inc()
 		return
