@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -160,6 +161,9 @@ type call struct {
 
 	body io.ReadCloser
 	done atomic.Bool
+
+	out http.Request // the first try's outbound request
+	url url.URL
 }
 
 // Read reads the upstream response body.
@@ -281,10 +285,19 @@ func (cl *call) try(e *endpoint, n int, perTry time.Duration) (*http.Response, k
 		cl.tryCancel = cancel
 		timer = time.AfterFunc(perTry, func() { cancel(errTryTimeout) })
 	}
-	out := cl.req.WithContext(ctx)
-	u := *cl.req.URL
+	var out *http.Request
+	var u *url.URL
+	if n == 1 && ctx == cl.req.Context() {
+		// First try: copy into the call itself to save two allocations.
+		cl.out, cl.url = *cl.req, *cl.req.URL
+		out, u = &cl.out, &cl.url
+	} else {
+		out = cl.req.WithContext(ctx)
+		uc := *cl.req.URL
+		u = &uc
+	}
 	u.Scheme, u.Host = c.scheme, e.addr
-	out.URL = &u
+	out.URL = u
 	if n > 1 && cl.req.GetBody != nil {
 		body, err := cl.req.GetBody()
 		if err != nil {
