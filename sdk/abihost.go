@@ -43,6 +43,7 @@ type rawABI interface {
 	metricDefine(kind uint32, name unsafe.Pointer, nameLen uint32, help unsafe.Pointer, helpLen uint32) int32
 	metricRecord(id int32, value float64)
 	declareStateless()
+	declareRequestOnly()
 	verifySignature(alg unsafe.Pointer, algLen uint32, key unsafe.Pointer, keyLen uint32, data unsafe.Pointer, dataLen uint32, sig unsafe.Pointer, sigLen uint32) uint32
 	configError(msg unsafe.Pointer, msgLen uint32)
 }
@@ -274,6 +275,8 @@ func (a *abiHost) MetricDefine(kind uint32, name, help string) int32 {
 func (a *abiHost) MetricRecord(id int32, value float64) { a.raw.metricRecord(id, value) }
 
 func (a *abiHost) DeclareStateless() { a.raw.declareStateless() }
+
+func (a *abiHost) DeclareRequestOnly() { a.raw.declareRequestOnly() }
 
 func (a *abiHost) VerifySignature(alg string, key, data, sig []byte) uint32 {
 	ap, an := sptr(alg)

@@ -19,25 +19,26 @@ import (
 // convention, NUL-separated lists, hi<<32|len results), so the tests below
 // check abiHost's decoding without a Wasm runtime.
 type rawHost struct {
-	t         *testing.T
-	calls     map[string]int
-	logs      []string
-	config    string
-	features  uint32
-	method    string
-	uri       string
-	headers   [4]http.Header
-	body      [2][]byte
-	bodyRead  [2]int
-	status    uint32
-	props     map[string]string
-	values    map[string]string
-	kv        map[string][]byte
-	metrics   []float64
-	names     []string
-	lastSig   []string
-	cfgErr    string
-	stateless bool
+	t           *testing.T
+	calls       map[string]int
+	logs        []string
+	config      string
+	features    uint32
+	method      string
+	uri         string
+	headers     [4]http.Header
+	body        [2][]byte
+	bodyRead    [2]int
+	status      uint32
+	props       map[string]string
+	values      map[string]string
+	kv          map[string][]byte
+	metrics     []float64
+	names       []string
+	lastSig     []string
+	cfgErr      string
+	stateless   bool
+	requestOnly bool
 }
 
 func newRawHost(t *testing.T) *rawHost {
@@ -203,6 +204,7 @@ func (r *rawHost) metricDefine(kind uint32, n unsafe.Pointer, nl uint32, h unsaf
 }
 func (r *rawHost) metricRecord(id int32, v float64) { r.metrics[id] += v }
 func (r *rawHost) declareStateless()                { r.stateless = true }
+func (r *rawHost) declareRequestOnly()              { r.requestOnly = true }
 func (r *rawHost) verifySignature(a unsafe.Pointer, al uint32, k unsafe.Pointer, kl uint32, d unsafe.Pointer, dl uint32, s unsafe.Pointer, sl uint32) uint32 {
 	r.lastSig = []string{str(a, al), str(k, kl), str(d, dl), str(s, sl)}
 	if str(s, sl) == "good" {
@@ -408,8 +410,8 @@ func TestHandleConfigError(t *testing.T) {
 		r.config = tt.config
 		install(t, r)
 		Handle(&cfgPlugin{})
-		if !r.stateless {
-			t.Error("declare_stateless not called")
+		if !r.stateless || !r.requestOnly {
+			t.Errorf("declare_stateless %v, declare_request_only %v; want both for a request-only plugin", r.stateless, r.requestOnly)
 		}
 		if !strings.Contains(r.cfgErr, tt.wantErr) || (tt.wantErr == "") != (r.cfgErr == "") {
 			t.Errorf("config %s: config_error %q, want %q", tt.config, r.cfgErr, tt.wantErr)

@@ -18,8 +18,8 @@ const (
 	// FeatureBufferRequest buffers the request body so the plugin can read
 	// and rewrite it and the upstream still receives it.
 	FeatureBufferRequest = Feature(abi.FeatureBufferRequest)
-	// FeatureBufferResponse buffers the response body so OnResponse can
-	// read and rewrite it. Enable it in Configure or OnRequest.
+	// FeatureBufferResponse buffers the whole response body before
+	// OnResponse runs. Response.Body also buffers on demand.
 	FeatureBufferResponse = Feature(abi.FeatureBufferResponse)
 	// FeatureTrailers exposes trailers.
 	FeatureTrailers = Feature(abi.FeatureTrailers)
@@ -61,12 +61,14 @@ const (
 // Property returns a request property (Prop* names) and whether it is set.
 func Property(name string) (string, bool) { return hst().Property(name) }
 
-// Value returns a per-request value set earlier in this request (by this
-// plugin, in either phase) and whether it exists. Values live host-side.
+// Value returns a per-request value and whether it exists. Values live
+// host-side for the life of one request and are shared by every filter in
+// the route's chain, so a plugin can read what an earlier one set (for
+// example "jwt.sub"). Prefix keys with your plugin's name.
 func Value(key string) (string, bool) { return hst().Value(key) }
 
 // SetValue stores a per-request value host-side; use it to carry data from
-// OnRequest to OnResponse.
+// OnRequest to OnResponse and to later filters.
 func SetValue(key, value string) { hst().SetValue(key, value) }
 
 // ErrStore is returned when the shared store (memory or Redis) failed.
@@ -75,9 +77,9 @@ var ErrStore = errors.New("sdk: store error")
 // CounterIncr adds delta to the shared counter key and returns its new
 // value and the time until it resets. A counter starts at 0 and expires
 // window after its first increment (a fixed window: the rate-limit
-// primitive). Counters are shared by all instances of all plugins, and
-// across proxies when the store is Redis: prefix keys with your plugin's
-// name.
+// primitive). The host namespaces keys by the filter's name: a counter is
+// shared by all instances of this filter, across routes that use the same
+// filter name, and across proxies when the store is Redis.
 func CounterIncr(key string, delta int64, window time.Duration) (value int64, ttl time.Duration, err error) {
 	v, ttlMs, st := hst().CounterIncr(key, delta, window.Milliseconds())
 	if err := statusErr("counter_incr", st); err != nil {
@@ -86,7 +88,8 @@ func CounterIncr(key string, delta int64, window time.Duration) (value int64, tt
 	return v, time.Duration(ttlMs) * time.Millisecond, nil
 }
 
-// KVGet returns the shared value of key and whether it exists.
+// KVGet returns the shared value of key and whether it exists. Keys are
+// namespaced by filter name like counters.
 func KVGet(key string) (value []byte, found bool, err error) {
 	v, f := hst().KVGet(key)
 	switch f {

@@ -93,7 +93,8 @@ func (Request) Trailer() Header { return Header{kind: headerKindRequestTrailers}
 // The host caps buffered bodies; see docs/plugins.md.
 func (Request) Body() ([]byte, error) { return readBody(FeatureBufferRequest, bodyKindRequest) }
 
-// SetBody replaces the request body. The host fixes Content-Length.
+// SetBody replaces the request body; only in OnRequest. Several calls in
+// one phase append. The host fixes Content-Length.
 func (Request) SetBody(body []byte) {
 	EnableFeatures(FeatureBufferRequest)
 	hst().WriteBody(bodyKindRequest, body)
@@ -122,13 +123,14 @@ func (Response) Header() Header { return Header{kind: headerKindResponse} }
 // Trailer returns the response trailers (needs FeatureTrailers).
 func (Response) Trailer() Header { return Header{kind: headerKindResponseTrailers} }
 
-// Body returns the whole response body. In OnResponse it needs
-// FeatureBufferResponse enabled before the upstream answered: call
-// EnableFeatures(FeatureBufferResponse) in Configure or OnRequest.
+// Body returns the whole response body: in OnRequest what was written so
+// far, in OnResponse the upstream's body, buffered on demand (enabling
+// FeatureBufferResponse in Configure makes the host buffer it up front).
+// The host caps buffered bodies.
 func (Response) Body() ([]byte, error) { return readBody(FeatureBufferResponse, bodyKindResponse) }
 
 // SetBody replaces the response body (the local answer in OnRequest, the
-// upstream's body in OnResponse with FeatureBufferResponse enabled).
+// upstream's body in OnResponse). Several calls in one phase append.
 func (Response) SetBody(body []byte) { hst().WriteBody(bodyKindResponse, body) }
 
 func readBody(f Feature, kind uint32) ([]byte, error) {

@@ -96,6 +96,9 @@ var configured bool
 // configure runs the config check and reports a refusal to the host.
 func configure(host hostabi.Host, p *hostabi.Plugin) {
 	host.DeclareStateless()
+	if !p.WantsResponse {
+		host.DeclareRequestOnly()
+	}
 	if err := p.Configure(); err != nil {
 		host.ConfigError(err.Error())
 	}

@@ -99,6 +99,9 @@ func wgMetricRecord(id int32, value float64)
 //go:wasmimport wasmgate declare_stateless
 func wgDeclareStateless()
 
+//go:wasmimport wasmgate declare_request_only
+func wgDeclareRequestOnly()
+
 //go:wasmimport wasmgate verify_signature
 func wgVerifySignature(alg unsafe.Pointer, algLen uint32, key unsafe.Pointer, keyLen uint32, data unsafe.Pointer, dataLen uint32, sig unsafe.Pointer, sigLen uint32) uint32
 
@@ -163,6 +166,7 @@ func (wasmABI) metricDefine(kind uint32, n unsafe.Pointer, nl uint32, h unsafe.P
 }
 func (wasmABI) metricRecord(id int32, v float64) { wgMetricRecord(id, v) }
 func (wasmABI) declareStateless()                { wgDeclareStateless() }
+func (wasmABI) declareRequestOnly()              { wgDeclareRequestOnly() }
 func (wasmABI) verifySignature(a unsafe.Pointer, al uint32, k unsafe.Pointer, kl uint32, d unsafe.Pointer, dl uint32, s unsafe.Pointer, sl uint32) uint32 {
 	return wgVerifySignature(a, al, k, kl, d, dl, s, sl)
 }

@@ -70,6 +70,7 @@ var wantImports = map[string]sig{
 	abi.ModuleWasmgate + "." + abi.FuncMetricDefine:          {n32(5), n32(1)},
 	abi.ModuleWasmgate + "." + abi.FuncMetricRecord:          {[]byte{i32, f64}, nil},
 	abi.ModuleWasmgate + "." + abi.FuncDeclareStateless:      {nil, nil},
+	abi.ModuleWasmgate + "." + abi.FuncDeclareRequestOnly:    {nil, nil},
 	abi.ModuleWasmgate + "." + abi.FuncVerifySignature:       {n32(8), n32(1)},
 	abi.ModuleWasmgate + "." + abi.FuncConfigError:           {n32(2), nil},
 }

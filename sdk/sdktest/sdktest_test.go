@@ -113,8 +113,8 @@ func TestRunStopAndContinue(t *testing.T) {
 	if res.Header.Get("X-Path") != "/go" || res.Values["path"] != "/go" {
 		t.Errorf("per-request value did not reach OnResponse: %v %v", res.Header, res.Values)
 	}
-	if res.Header.Get("X-Body-Err") == "" || string(res.Body) != "upstream\n" {
-		t.Errorf("response body readable without FeatureBufferResponse: %q %v", res.Body, res.Header)
+	if res.Header.Get("X-Body-Err") != "" || string(res.Body) != "UPSTREAM\n" {
+		t.Errorf("OnResponse did not rewrite the body (buffered on demand): %q %v", res.Body, res.Header)
 	}
 	if res.Request.URL.RequestURI() != "/go?q=1" {
 		t.Errorf("upstream request %s", res.Request.URL)

@@ -83,8 +83,9 @@ func (s *state) EnableFeatures(f uint32) uint32 {
 		s.host.features |= f
 		return s.host.features
 	case phaseResponse:
-		// Too late to start buffering once the upstream answered.
-		f &^= buffering
+		// The request body is gone once the upstream answered; the
+		// response body is buffered on demand.
+		f &^= buffering &^ uint32(abi.FeatureBufferResponse)
 	}
 	s.features |= f
 	return s.features
@@ -98,6 +99,10 @@ func (s *state) Method() string {
 }
 
 func (s *state) SetMethod(m string) {
+	if s.phase == phaseResponse {
+		s.fail("SetMethod in OnResponse")
+		return
+	}
 	if s.inRequest("SetMethod") {
 		s.method = m
 	}
@@ -112,6 +117,10 @@ func (s *state) URI() string {
 
 func (s *state) SetURI(u string) {
 	if !s.inRequest("SetURI") {
+		return
+	}
+	if s.phase == phaseResponse {
+		s.fail("SetURI in OnResponse")
 		return
 	}
 	if !strings.HasPrefix(u, "/") {
@@ -202,8 +211,8 @@ func (s *state) WriteBody(kind uint32, body []byte) {
 	if !s.inRequest("SetBody") || kind > 1 {
 		return
 	}
-	if kind == uint32(abi.BodyKindResponse) && s.phase == phaseResponse && s.features&uint32(abi.FeatureBufferResponse) == 0 {
-		s.fail("writing the response body in OnResponse without FeatureBufferResponse")
+	if kind == uint32(abi.BodyKindRequest) && s.phase == phaseResponse {
+		s.fail("writing the request body in OnResponse: it is gone")
 		return
 	}
 	dst := &s.reqBody
@@ -223,7 +232,7 @@ func (s *state) SetStatusCode(code uint32) {
 	if !s.inRequest("SetStatus") {
 		return
 	}
-	if code < 100 || code > 999 {
+	if code < 100 || code > 599 {
 		s.fail("invalid status %d", code)
 		return
 	}
@@ -363,6 +372,8 @@ func (s *state) MetricRecord(id int32, value float64) {
 }
 
 func (s *state) DeclareStateless() {}
+
+func (s *state) DeclareRequestOnly() {}
 
 func (s *state) VerifySignature(alg string, key, data, sig []byte) uint32 {
 	return verifySignature(alg, key, data, sig)

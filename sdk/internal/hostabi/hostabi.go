@@ -73,6 +73,8 @@ type Host interface {
 	MetricRecord(id int32, value float64)
 	// DeclareStateless tells the host the guest keeps no per-request state.
 	DeclareStateless()
+	// DeclareRequestOnly tells the host the guest has no response phase.
+	DeclareRequestOnly()
 	// VerifySignature checks sig over data with key; abi status.
 	VerifySignature(alg string, key, data, sig []byte) uint32
 	// ConfigError refuses the plugin's config with msg.
