@@ -371,6 +371,26 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+func TestConfigPEMBundleAsJWKS(t *testing.T) {
+	k := keysForTest(t)
+	// jwks_file pointing at a PEM bundle arrives as a string in jwks.
+	a := mustConfig(t, `{"jwks":`+quote(pemOf(t, &k.rsa.PublicKey)+pemOf(t, &k.ec256.PublicKey))+`}`)
+	if len(a.keys) != 2 {
+		t.Fatalf("keys = %d, want 2", len(a.keys))
+	}
+	for _, c := range []struct {
+		alg  string
+		priv any
+	}{{"RS256", k.rsa}, {"ES256", k.ec256}} {
+		if _, err := a.verify(signToken(t, c.alg, c.priv, nil, claimsAt(nil)), testNow); err != nil {
+			t.Fatalf("%s: %v", c.alg, err)
+		}
+	}
+	if _, err := parseConfig([]byte(`{"jwks":"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"}`)); err == nil || !strings.Contains(err.Error(), "jwks (PEM)") {
+		t.Fatalf("bad PEM bundle: %v", err)
+	}
+}
+
 func TestConfigDefaults(t *testing.T) {
 	k := keysForTest(t)
 	a := mustConfig(t, `{"jwks":`+quote(jwksJSON(jwkOf(k.rsa, "r", ""), jwkOf(k.ec256, "e", "ES256")))+`}`)

@@ -170,6 +170,13 @@ func (c *Config) compile() (*authenticator, error) {
 		jwks = []byte(strings.TrimSpace(s))
 	}
 	switch {
+	case bytes.HasPrefix(jwks, []byte("-----BEGIN")):
+		// A PEM file handed over through jwks_file.
+		keys, err := parsePEMKeys(jwks)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("jwks (PEM): %w", err))
+		}
+		a.keys = append(a.keys, keys...)
 	case len(jwks) > 0 && !bytes.Equal(jwks, []byte("null")):
 		keys, err := parseJWKS(jwks)
 		if err != nil {

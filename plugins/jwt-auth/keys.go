@@ -180,6 +180,27 @@ func (j *jwk) toKey() (*key, error) {
 	return k, k.finish()
 }
 
+// parsePEMKeys reads every public key block of a PEM bundle.
+func parsePEMKeys(data []byte) ([]*key, error) {
+	var keys []*key
+	for n := 0; ; n++ {
+		block, rest := pem.Decode(data)
+		if block == nil {
+			break
+		}
+		k, err := parsePEMKey(pem.EncodeToMemory(block))
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", n, err)
+		}
+		keys = append(keys, k)
+		data = rest
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no PEM block found")
+	}
+	return keys, nil
+}
+
 // parsePEMKey reads a public key (PKIX "PUBLIC KEY", PKCS#1 "RSA PUBLIC KEY"
 // or an X.509 "CERTIFICATE") from PEM.
 func parsePEMKey(data []byte) (*key, error) {
