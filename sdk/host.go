@@ -58,7 +58,9 @@ const (
 	PropTLS = abi.PropertyTLS
 )
 
-// Property returns a request property (Prop* names) and whether it is set.
+// Property returns a request property (Prop* names) and whether the name
+// is known. Known properties that do not apply to this request are found
+// and empty: peer_id is "" without a verified mTLS peer.
 func Property(name string) (string, bool) { return hst().Property(name) }
 
 // Value returns a per-request value and whether it exists. Values live

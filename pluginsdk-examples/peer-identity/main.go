@@ -44,15 +44,16 @@ func (p *peerIdentity) Configure() error {
 // client-supplied identity) with the verified peer ID.
 func (p *peerIdentity) OnRequest(req sdk.Request, resp sdk.Response) sdk.Action {
 	req.Header().Del(p.cfg.Header)
-	id, ok := sdk.Property(sdk.PropPeerID)
-	if ok && p.cfg.TrustDomain != "" && !strings.HasPrefix(id, "spiffe://"+p.cfg.TrustDomain+"/") {
-		return sdk.RespondError(resp, 403, "peer identity from a foreign trust domain")
-	}
-	if !ok || id == "" {
+	// peer_id is empty when the connection has no verified mTLS peer.
+	id, _ := sdk.Property(sdk.PropPeerID)
+	if id == "" {
 		if p.cfg.Require {
 			return sdk.RespondError(resp, 401, "peer identity required")
 		}
 		return sdk.Continue
+	}
+	if p.cfg.TrustDomain != "" && !strings.HasPrefix(id, "spiffe://"+p.cfg.TrustDomain+"/") {
+		return sdk.RespondError(resp, 403, "peer identity from a foreign trust domain")
 	}
 	req.Header().Set(p.cfg.Header, id)
 	return sdk.Continue

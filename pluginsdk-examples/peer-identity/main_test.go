@@ -21,6 +21,7 @@ func TestPeerIdentity(t *testing.T) {
 		{"no peer required", `{"require":true}`, "", 401, ""},
 		{"trust domain ok", `{"trust_domain":"example.org","header":"X-Caller"}`, orders, 200, orders},
 		{"foreign domain", `{"trust_domain":"other.org"}`, orders, 403, ""},
+		{"no peer with trust domain", `{"trust_domain":"example.org"}`, "", 200, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -308,13 +308,21 @@ func (h *Host) newState(req *http.Request) (*state, error) {
 	n := h.requests
 	h.mu.Unlock()
 
+	// Like the proxy, every known property is present, empty when it does
+	// not apply (no mTLS peer, no TLS).
 	props := map[string]string{
-		sdk.PropClientAddr: req.RemoteAddr,
-		sdk.PropProtocol:   req.Proto,
-		sdk.PropTLS:        "false",
-		sdk.PropMode:       "edge",
-		sdk.PropRoute:      "test",
-		sdk.PropRequestID:  "req-" + itoa(n),
+		sdk.PropPeerID:      "",
+		sdk.PropPeerSubject: "",
+		sdk.PropSNI:         "",
+		sdk.PropTraceID:     "",
+		sdk.PropListener:    "",
+		sdk.PropClientIP:    "",
+		sdk.PropClientAddr:  req.RemoteAddr,
+		sdk.PropProtocol:    req.Proto,
+		sdk.PropTLS:         "false",
+		sdk.PropMode:        "edge",
+		sdk.PropRoute:       "test",
+		sdk.PropRequestID:   "req-" + itoa(n),
 	}
 	if ip, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
 		props[sdk.PropClientIP] = ip
