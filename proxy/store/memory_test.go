@@ -268,3 +268,23 @@ func BenchmarkMemoryIncrOneKey(b *testing.B) {
 		}
 	})
 }
+
+func TestIsLocal(t *testing.T) {
+	tests := []struct {
+		key  string
+		want bool
+	}{
+		{"local:x", true},
+		{"wasm/rate-limit/local:rate-limit:a:1", true},
+		{"wasm/rate-limit/rate-limit:a:1", false},
+		{"wasm/rate-limit/rate-limit:a:5.x/y/local:z", false},
+		{"x/local:y", false},
+		{"plain", false},
+		{"wasm/rl/", false},
+	}
+	for _, tc := range tests {
+		if got := IsLocal(tc.key); got != tc.want {
+			t.Errorf("IsLocal(%q) = %v, want %v", tc.key, got, tc.want)
+		}
+	}
+}

@@ -160,7 +160,7 @@ func (r *Redis) Up() bool { return r.up.Load() }
 // Incr adds delta to the counter key atomically in Redis (INCRBY, and PEXPIRE
 // on the first increment) and returns the new value and the window left.
 func (r *Redis) Incr(ctx context.Context, key string, delta int64, window time.Duration) (int64, time.Duration, error) {
-	if strings.HasPrefix(key, LocalPrefix) {
+	if IsLocal(key) {
 		return r.local.Incr(ctx, key, delta, window)
 	}
 	if r.up.Load() {
@@ -194,7 +194,7 @@ func (r *Redis) Incr(ctx context.Context, key string, delta int64, window time.D
 
 // Get returns the value of key.
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	if strings.HasPrefix(key, LocalPrefix) {
+	if IsLocal(key) {
 		return r.local.Get(ctx, key)
 	}
 	if r.up.Load() {
@@ -219,7 +219,7 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, bool, error) {
 
 // Set stores val under key with a TTL (0 = no expiry).
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	if strings.HasPrefix(key, LocalPrefix) {
+	if IsLocal(key) {
 		return r.local.Set(ctx, key, val, ttl)
 	}
 	if r.up.Load() {
@@ -245,7 +245,7 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 
 // Delete removes key.
 func (r *Redis) Delete(ctx context.Context, key string) error {
-	if strings.HasPrefix(key, LocalPrefix) {
+	if IsLocal(key) {
 		return r.local.Delete(ctx, key)
 	}
 	if r.up.Load() {

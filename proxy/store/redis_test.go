@@ -76,10 +76,10 @@ func TestRedisKeysArePrefixedAndExpire(t *testing.T) {
 		t.Fatalf("incr on persisted key: ttl %v, %v", ttl, err)
 	}
 	// local: keys never reach Redis.
-	if _, _, err := f.store.Incr(ctx, LocalPrefix+"x", 1, time.Minute); err != nil {
+	if _, _, err := f.store.Incr(ctx, "wasm/rl/"+LocalPrefix+"x", 1, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := raw.Exists(ctx, "wasmgate:"+LocalPrefix+"x").Result(); err != nil || n != 0 {
+	if n, err := raw.Exists(ctx, "wasmgate:wasm/rl/"+LocalPrefix+"x").Result(); err != nil || n != 0 {
 		t.Fatalf("local key found in redis: %d, %v", n, err)
 	}
 }
@@ -196,6 +196,10 @@ func TestRedisOutage(t *testing.T) {
 				}
 				if unavailable.Load() < 50 {
 					t.Errorf("only %d ErrUnavailable under load", unavailable.Load())
+				}
+				// Local keys keep working: a plugin's own fallback.
+				if v, _, err := f.store.Incr(ctx, "wasm/rl/"+LocalPrefix+"k", 1, time.Minute); err != nil || v != 1 {
+					t.Fatalf("local key while down = %d, %v", v, err)
 				}
 			}
 			if up := metricValue(t, f.store.metrics.up); up != 0 {

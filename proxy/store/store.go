@@ -3,16 +3,17 @@
 // Redis store that makes counters global across every proxy instance sharing
 // the Redis, with a local fallback and an explicit policy when Redis is down.
 //
-// Both backends implement filter.Store. Keys that start with LocalPrefix never
-// leave the process, whatever the backend: a plugin uses them to keep a
-// per-instance limit, for example as its own fallback when the shared store
-// fails (fail_closed store policy).
+// Both backends implement filter.Store. Local keys never leave the process,
+// whatever the backend: a plugin uses them to keep a per-instance limit, for
+// example as its own fallback when the shared store fails (fail_closed store
+// policy). See IsLocal.
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -22,8 +23,26 @@ import (
 )
 
 // LocalPrefix marks keys that are always kept in the process-local memory
-// store, also when the backend is Redis.
+// store, also when the backend is Redis; see IsLocal.
 const LocalPrefix = "local:"
+
+// IsLocal reports whether key is process-local: it starts with LocalPrefix,
+// or LocalPrefix follows a two-segment namespace "<kind>/<name>/" (proxy/wasm
+// stores a guest's key k as "wasm/<filter>/k", so a guest asks for a local
+// counter with "local:..."). Only the namespace's first two slashes count, so
+// request data inside a key cannot make it local.
+func IsLocal(key string) bool {
+	if strings.HasPrefix(key, LocalPrefix) {
+		return true
+	}
+	i := strings.IndexByte(key, '/')
+	if i < 0 {
+		return false
+	}
+	rest := key[i+1:]
+	j := strings.IndexByte(rest, '/')
+	return j >= 0 && strings.HasPrefix(rest[j+1:], LocalPrefix)
+}
 
 // ErrUnavailable is returned (wrapped) by the Redis store when Redis cannot be
 // reached and the failure policy is fail_closed.
