@@ -48,20 +48,21 @@ func IsSecretField(name string) bool {
 // secret-looking field (see IsSecretField; this covers store.redis.password
 // and plugin config fields such as keys, api_keys, secret, token) replaced by
 // "[redacted]", and passwords inside URLs masked. Empty values stay empty so
-// an operator can see that a secret is unset.
-func Redact(cfg *config.Config) (any, error) {
+// an operator can see that a secret is unset. Should the config not
+// encode, the answer is {"error": reason} and no config at all.
+func Redact(cfg *config.Config) any {
 	if cfg == nil {
-		return nil, nil
+		return nil
 	}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("admin: encode config: %w", err)
+		return map[string]any{"error": "admin: encode config: " + err.Error()}
 	}
 	var tree any
 	if err := yaml.Unmarshal(b, &tree); err != nil {
-		return nil, fmt.Errorf("admin: decode config: %w", err)
+		return map[string]any{"error": "admin: decode config: " + err.Error()}
 	}
-	return redactValue(tree), nil
+	return redactValue(tree)
 }
 
 func redactValue(v any) any {

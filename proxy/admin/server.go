@@ -24,49 +24,25 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// Readiness says whether the proxy can take traffic (a snapshot is serving).
-type Readiness interface {
-	Ready() bool
-}
-
-// Reloader reloads the config: load, validate, build, swap. On error the
-// old config keeps serving.
-type Reloader interface {
-	Reload(ctx context.Context) error
-}
-
-// ConfigSource reports the serving config and the last reload (see
-// ConfigStatus and Tracker).
-type ConfigSource interface {
-	ConfigStatus() any
-}
-
-// ClusterSource reports upstream clusters, endpoints, health and ejections.
-type ClusterSource interface {
-	Clusters() any
-}
-
-// PluginSource reports loaded filters and plugins.
-type PluginSource interface {
-	Plugins() any
-}
-
-// versioner is optionally implemented by a Reloader or ConfigSource so that
-// POST /reload can answer with the version that went live.
-type versioner interface {
-	Version() string
-}
-
-// Deps are what the admin server reports on and acts upon. A nil dependency
-// makes its endpoint answer 501 (Ready nil means ready unless draining).
+// Deps are what the admin server reports on and acts upon, as plain
+// functions so the proxy can pass method values. A nil function makes its
+// endpoint answer 501 (a nil Ready means ready unless draining).
 type Deps struct {
-	// Log is the logger; nil means no logging.
-	Log      *zap.Logger
-	Ready    Readiness
-	Reloader Reloader
-	Config   ConfigSource
-	Clusters ClusterSource
-	Plugins  PluginSource
+	// Logger is the logger; nil means no logging.
+	Logger *zap.Logger
+	// Ready reports whether a snapshot is serving and the proxy is not draining.
+	Ready func() bool
+	// Reload loads, validates, builds and swaps a new config; on error the
+	// old one keeps serving.
+	Reload func(ctx context.Context) error
+	// Version returns the serving config version, for POST /reload answers.
+	Version func() string
+	// Config returns what GET /config shows (a ConfigStatus, see Tracker).
+	Config func() any
+	// Clusters returns what GET /clusters shows.
+	Clusters func() any
+	// Plugins returns what GET /plugins shows.
+	Plugins func() any
 	// Gatherer is the Prometheus registry served on /metrics.
 	Gatherer prometheus.Gatherer
 	// Level is the process log level that /logging reads and changes.
@@ -93,7 +69,7 @@ type Server struct {
 // New returns an admin server for addr (host:port). It does not listen
 // until Start.
 func New(addr string, deps Deps) *Server {
-	log := deps.Log
+	log := deps.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -136,14 +112,14 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// Addr returns the bound address, or the configured one before Start.
-func (s *Server) Addr() string {
+// Addr returns the bound address; nil before Start.
+func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln != nil {
-		return s.ln.Addr().String()
+		return s.ln.Addr()
 	}
-	return s.addr
+	return nil
 }
 
 // SetDraining makes /readyz answer 503 (true) so load balancers stop
@@ -227,7 +203,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case s.draining.Load():
 		writeJSON(w, http.StatusServiceUnavailable, statusBody{Status: "draining", Uptime: up})
-	case s.deps.Ready != nil && !s.deps.Ready.Ready():
+	case s.deps.Ready != nil && !s.deps.Ready():
 		writeJSON(w, http.StatusServiceUnavailable, statusBody{Status: "not_ready", Uptime: up})
 	default:
 		writeJSON(w, http.StatusOK, statusBody{Status: "ready", Uptime: up})
@@ -239,7 +215,7 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 		notImplemented(w, r)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.deps.Config.ConfigStatus())
+	writeJSON(w, http.StatusOK, s.deps.Config())
 }
 
 func (s *Server) clusters(w http.ResponseWriter, r *http.Request) {
@@ -247,7 +223,7 @@ func (s *Server) clusters(w http.ResponseWriter, r *http.Request) {
 		notImplemented(w, r)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.deps.Clusters.Clusters())
+	writeJSON(w, http.StatusOK, s.deps.Clusters())
 }
 
 func (s *Server) plugins(w http.ResponseWriter, r *http.Request) {
@@ -255,7 +231,7 @@ func (s *Server) plugins(w http.ResponseWriter, r *http.Request) {
 		notImplemented(w, r)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.deps.Plugins.Plugins())
+	writeJSON(w, http.StatusOK, s.deps.Plugins())
 }
 
 // reloadBody is the answer of POST /reload.
@@ -273,14 +249,14 @@ type statusCoder interface {
 }
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Reloader == nil {
+	if s.deps.Reload == nil {
 		notImplemented(w, r)
 		return
 	}
 	// A reload is not abandoned because the client went away.
 	ctx := context.WithoutCancel(r.Context())
 	start := time.Now()
-	err := s.deps.Reloader.Reload(ctx)
+	err := s.deps.Reload(ctx)
 	took := time.Since(start).Seconds()
 	if err != nil {
 		code := http.StatusUnprocessableEntity
@@ -296,10 +272,8 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := reloadBody{Result: "ok", Duration: took}
-	if v, ok := s.deps.Reloader.(versioner); ok {
-		body.Version = v.Version()
-	} else if v, ok := s.deps.Config.(versioner); ok {
-		body.Version = v.Version()
+	if s.deps.Version != nil {
+		body.Version = s.deps.Version()
 	}
 	s.log.Info("reload via admin applied", zap.String("version", body.Version))
 	writeJSON(w, http.StatusOK, body)

@@ -67,7 +67,8 @@ func (f *fakeProxy) Reload(context.Context) error {
 		f.tracker.ReloadFailed(f.err)
 		return f.err
 	}
-	return f.tracker.ReloadOK(nil, "v2", nil)
+	f.tracker.ReloadOK(nil, "v2", nil)
+	return nil
 }
 
 func (f *fakeProxy) Clusters() any {
@@ -95,9 +96,7 @@ func newEnv(t *testing.T, deps Deps) *env {
 		t.Fatal(err)
 	}
 	tr := NewTracker()
-	if err := tr.Loaded(cfg, "v1", []string{"something odd"}); err != nil {
-		t.Fatal(err)
-	}
+	tr.Loaded(cfg, "v1", []string{"something odd"})
 	p := &fakeProxy{tracker: tr}
 	p.ready.Store(true)
 	lvl := zap.NewAtomicLevelAt(zap.InfoLevel)
@@ -105,8 +104,9 @@ func newEnv(t *testing.T, deps Deps) *env {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "wasmgate_test_total", Help: "test"})
 	reg.MustRegister(c)
 	c.Add(7)
-	if deps.Log == nil {
-		deps = Deps{Log: zaptest.NewLogger(t), Ready: p, Reloader: p, Config: tr, Clusters: p, Gatherer: reg, Level: lvl}
+	if deps.Logger == nil {
+		deps = Deps{Logger: zaptest.NewLogger(t), Ready: p.Ready, Reload: p.Reload, Version: tr.Version,
+			Config: tr.ConfigStatus, Clusters: p.Clusters, Gatherer: reg, Level: lvl}
 	}
 	s := New("127.0.0.1:0", deps)
 	if err := s.Start(context.Background()); err != nil {
@@ -120,7 +120,7 @@ func newEnv(t *testing.T, deps Deps) *env {
 		}
 		http.DefaultClient.CloseIdleConnections()
 	})
-	return &env{srv: s, base: "http://" + s.Addr(), proxy: p, level: lvl}
+	return &env{srv: s, base: "http://" + s.Addr().String(), proxy: p, level: lvl}
 }
 
 func (e *env) do(t *testing.T, method, path, body string) (int, http.Header, []byte) {
@@ -311,7 +311,7 @@ func TestLogging(t *testing.T) {
 }
 
 func TestMissingDepsAndUnknownPaths(t *testing.T) {
-	e := newEnv(t, Deps{Log: zaptest.NewLogger(t)})
+	e := newEnv(t, Deps{Logger: zaptest.NewLogger(t)})
 	for _, p := range []struct{ method, path string }{
 		{"GET", "/config"}, {"GET", "/clusters"}, {"GET", "/plugins"}, {"POST", "/reload"},
 		{"GET", "/logging"}, {"GET", "/metrics"},
@@ -340,7 +340,7 @@ func TestMissingDepsAndUnknownPaths(t *testing.T) {
 
 func TestClustersAndPprof(t *testing.T) {
 	p := &fakeProxy{}
-	e := newEnv(t, Deps{Log: zaptest.NewLogger(t), Clusters: p, Pprof: true})
+	e := newEnv(t, Deps{Logger: zaptest.NewLogger(t), Clusters: p.Clusters, Pprof: true})
 	code, _, b := e.do(t, "GET", "/clusters", "")
 	if code != 200 || !strings.Contains(string(b), `"users"`) {
 		t.Fatalf("clusters = %d %s", code, b)
@@ -355,9 +355,12 @@ func TestStartErrors(t *testing.T) {
 	if err := e.srv.Start(context.Background()); err == nil {
 		t.Fatal("second Start succeeded")
 	}
-	other := New(e.srv.Addr(), Deps{})
+	other := New(e.srv.Addr().String(), Deps{})
 	if err := other.Start(context.Background()); err == nil {
 		t.Fatal("Start on a used address succeeded")
+	}
+	if other.Addr() != nil {
+		t.Fatal("Addr of an unstarted server")
 	}
 	if err := other.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown of an unstarted server = %v", err)

@@ -48,37 +48,54 @@ type ReloadResult struct {
 // attempt; the admin server reads it through ConfigStatus. It is safe for
 // concurrent use.
 type Tracker struct {
-	mu sync.Mutex
-	st ConfigStatus
+	mu   sync.Mutex
+	st   ConfigStatus
+	boot *config.Config // the config the listeners were started with
 }
 
 // NewTracker returns an empty tracker.
 func NewTracker() *Tracker { return &Tracker{} }
 
 // Loaded records the config the process started with.
-func (t *Tracker) Loaded(cfg *config.Config, version string, warnings []string) error {
-	red, err := Redact(cfg)
-	if err != nil {
-		return err
-	}
+func (t *Tracker) Loaded(cfg *config.Config, version string, warnings []string) {
+	red := Redact(cfg)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.st.Version, t.st.LoadedAt, t.st.Warnings, t.st.Config = version, time.Now().UTC(), nonNil(warnings), red
 	if cfg != nil {
 		t.st.File = cfg.File
 	}
-	return nil
+}
+
+// Record is the one call a proxy needs after every load or reload attempt:
+// err != nil records a refused config; otherwise the first call records the
+// config the process started with and later calls a reload that put cfg live
+// as version, with a warning for every static field that differs from the
+// first config (listeners keep running as first configured).
+func (t *Tracker) Record(cfg *config.Config, version string, err error) {
+	if err != nil {
+		t.ReloadFailed(err)
+		return
+	}
+	t.mu.Lock()
+	boot := t.boot
+	if boot == nil {
+		t.boot = cfg
+	}
+	t.mu.Unlock()
+	if boot == nil {
+		t.Loaded(cfg, version, nil)
+		return
+	}
+	t.ReloadOK(cfg, version, StaticChanges(boot, cfg))
 }
 
 // ReloadOK records a reload that put cfg live as version.
-func (t *Tracker) ReloadOK(cfg *config.Config, version string, warnings []string) error {
-	if err := t.Loaded(cfg, version, warnings); err != nil {
-		return err
-	}
+func (t *Tracker) ReloadOK(cfg *config.Config, version string, warnings []string) {
+	t.Loaded(cfg, version, warnings)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.st.LastReload = &ReloadResult{Result: "ok", At: t.st.LoadedAt, Version: version}
-	return nil
 }
 
 // ReloadFailed records a refused reload; the serving config is unchanged.
@@ -100,7 +117,8 @@ func (t *Tracker) Version() string {
 	return t.st.Version
 }
 
-// ConfigStatus returns a copy of the status (a ConfigStatus).
+// ConfigStatus returns a copy of the status (a ConfigStatus); pass it as
+// Deps.Config.
 func (t *Tracker) ConfigStatus() any {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -24,8 +24,8 @@ func TestIsSecretField(t *testing.T) {
 }
 
 func TestRedactNonStringKeysAndNil(t *testing.T) {
-	if v, err := Redact(nil); v != nil || err != nil {
-		t.Fatalf("Redact(nil) = %v, %v", v, err)
+	if v := Redact(nil); v != nil {
+		t.Fatalf("Redact(nil) = %v", v)
 	}
 	got := redactValue(map[any]any{1: "one", "token": "x", "list": []any{map[string]any{"secret": 5}}})
 	m := got.(map[string]any)
@@ -93,5 +93,37 @@ func TestTrackerCopies(t *testing.T) {
 	st.LastReload.Result = "changed"
 	if tr.ConfigStatus().(ConfigStatus).LastReload.Result != "error" {
 		t.Fatal("ConfigStatus returned shared state")
+	}
+}
+
+func TestTrackerRecord(t *testing.T) {
+	parse := func(addr string) *config.Config {
+		t.Helper()
+		c, err := config.Parse("c.yaml", []byte("listeners: [{name: public, address: \""+addr+"\"}]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tr := NewTracker()
+	tr.Record(parse("127.0.0.1:1"), "v1", nil)
+	st := tr.ConfigStatus().(ConfigStatus)
+	if st.Version != "v1" || st.LastReload != nil || len(st.Warnings) != 0 || st.File != "c.yaml" {
+		t.Fatalf("after first load: %+v", st)
+	}
+	tr.Record(nil, "", errors.New("bad"))
+	if st := tr.ConfigStatus().(ConfigStatus); st.Version != "v1" || st.LastReload.Result != "error" || st.LastReload.Version != "v1" {
+		t.Fatalf("after refused reload: %+v", st)
+	}
+	// Both later reloads differ from the address the listener started on.
+	for _, v := range []string{"v2", "v3"} {
+		tr.Record(parse("127.0.0.1:2"), v, nil)
+		st := tr.ConfigStatus().(ConfigStatus)
+		if st.Version != v || st.LastReload.Result != "ok" || len(st.Warnings) != 1 {
+			t.Fatalf("after reload %s: %+v", v, st)
+		}
+	}
+	if tr.Version() != "v3" {
+		t.Fatal(tr.Version())
 	}
 }
