@@ -3,7 +3,6 @@ package observe
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"runtime"
 	"runtime/debug"
@@ -40,7 +39,6 @@ type Metrics struct {
 	bytesIn     *prometheus.CounterVec
 	bytesOut    *prometheus.CounterVec
 	active      prometheus.Gauge
-	conns       *prometheus.GaugeVec
 	reloads     *prometheus.CounterVec
 	lastOK      prometheus.Gauge
 	lastOKTime  prometheus.Gauge
@@ -97,10 +95,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Subsystem: "http", Name: "active_requests",
 			Help: "Requests being served right now.",
 		}),
-		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "listener", Name: "active_connections",
-			Help: "Open downstream connections, by listener.",
-		}, []string{"listener"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "config", Name: "reloads_total",
 			Help: "Config reload attempts, by result (ok or error).",
@@ -134,7 +128,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			NativeHistogramMinResetDuration: time.Hour,
 		}, []string{"filter", "kind"}),
 	}
-	cs := []prometheus.Collector{m.requests, m.duration, m.bytesIn, m.bytesOut, m.active, m.conns,
+	cs := []prometheus.Collector{m.requests, m.duration, m.bytesIn, m.bytesOut, m.active,
 		m.reloads, m.lastOK, m.lastOKTime, m.configInfo, m.buildInfo, m.filterRuns, m.filterTook}
 	var errs []error
 	for _, c := range cs {
@@ -251,27 +245,6 @@ func (m *Metrics) SetConfigVersion(version string) {
 	defer m.infoMu.Unlock()
 	m.configInfo.Reset()
 	m.configInfo.WithLabelValues(version).Set(1)
-}
-
-// ConnOpened counts a new downstream connection on a listener.
-func (m *Metrics) ConnOpened(listener string) { m.conns.WithLabelValues(listener).Inc() }
-
-// ConnClosed counts a closed (or hijacked) downstream connection on a listener.
-func (m *Metrics) ConnClosed(listener string) { m.conns.WithLabelValues(listener).Dec() }
-
-// ConnState returns an http.Server.ConnState hook that keeps the listener's
-// active connection gauge: a connection counts from StateNew until
-// StateClosed or StateHijacked. Chain it with other hooks if needed.
-func (m *Metrics) ConnState(listener string) func(net.Conn, http.ConnState) {
-	g := m.conns.WithLabelValues(listener)
-	return func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			g.Inc()
-		case http.StateClosed, http.StateHijacked:
-			g.Dec()
-		}
-	}
 }
 
 // normalMethod bounds the method label to the standard methods.

@@ -166,20 +166,6 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-func TestMetricsConnState(t *testing.T) {
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hook := m.ConnState("public")
-	hook(nil, 0) // StateNew
-	hook(nil, 0)
-	hook(nil, 4) // StateClosed
-	if got := value(t, m.conns.WithLabelValues("public")); got != 1 {
-		t.Fatalf("active connections = %v, want 1", got)
-	}
-}
-
 func TestAccessLog(t *testing.T) {
 	var buf bytes.Buffer
 	al, err := NewAccessLog(config.AccessLog{Sample: 1}, &buf)
