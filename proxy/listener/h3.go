@@ -55,6 +55,10 @@ func (l *Listener) quicConnContext(ctx context.Context, c *quic.Conn) context.Co
 // served and marked "Early-Data: 1" for the upstream (RFC 8470), others get
 // 425 Too Early and the client retries after the handshake.
 func (l *Listener) serveH3(w http.ResponseWriter, r *http.Request) {
+	if !validHost(r.Host) {
+		badRequest(w, r, "invalid Host header")
+		return
+	}
 	if st := connStateFrom(r.Context()); st != nil && st.inEarlyData != nil && st.inEarlyData() {
 		if !safeMethod(r.Method) {
 			inc(l.m.tooEarly)

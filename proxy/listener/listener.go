@@ -338,6 +338,10 @@ func (l *Listener) connState(_ net.Conn, s http.ConnState) {
 
 // serveTCP is the handler for HTTP/1.1 and HTTP/2.
 func (l *Listener) serveTCP(w http.ResponseWriter, r *http.Request) {
+	if !validHost(r.Host) {
+		badRequest(w, r, "invalid Host header")
+		return
+	}
 	if l.altSvc != "" && r.TLS != nil {
 		w.Header()["Alt-Svc"] = []string{l.altSvc}
 	}
