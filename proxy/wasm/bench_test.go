@@ -1,0 +1,57 @@
+package wasm
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wasmgate/wasmgate/proxy/filter"
+)
+
+// headerFilter is the native equivalent of the header guest, for the
+// baseline chain.
+type headerFilter struct{}
+
+func (headerFilter) HandleRequest(_ context.Context, x *filter.Exchange) (bool, error) {
+	x.Request.Header["X-Wasm"] = []string{"1"}
+	return true, nil
+}
+
+func benchChain(b *testing.B, c *filter.Chain) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		r, _ := http.NewRequest("GET", "http://example.test/bench?q=1", nil)
+		for pb.Next() {
+			r.Header = http.Header{"Accept": {"*/*"}}
+			x := filter.NewExchange(r, filter.Properties{RequestID: "b"})
+			ran, next := c.RunRequest(ctx, x)
+			if !next {
+				b.Fatal("chain stopped")
+			}
+			c.RunResponse(ctx, x, ran)
+			if x.Request.Header.Get("X-Wasm") != "1" {
+				b.Fatal("header missing")
+			}
+		}
+	})
+}
+
+// BenchmarkWasmFilter measures one header-only Wasm filter through a chain;
+// compare with BenchmarkNativeFilter (same work in Go) for the Wasm cost.
+func BenchmarkWasmFilter(b *testing.B) {
+	// A long call timeout: this measures cost; a loaded CI box must not
+	// turn scheduling delays into timeouts.
+	h, _ := testHost(b, HostOptions{CallTimeout: 5 * time.Second})
+	p := buildGuest(b, h, guestHeader)
+	benchChain(b, &filter.Chain{Entries: []filter.Entry{{Name: "header", Kind: "wasm", Filter: p}}, Log: zap.NewExample()})
+}
+
+// BenchmarkNativeFilter is the bare-chain baseline for BenchmarkWasmFilter.
+func BenchmarkNativeFilter(b *testing.B) {
+	benchChain(b, &filter.Chain{Entries: []filter.Entry{{Name: "header", Kind: "native", Filter: headerFilter{}}}})
+}

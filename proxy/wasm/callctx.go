@@ -1,0 +1,86 @@
+package wasm
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// callCtx is the context of an instance's guest calls. wazero watches
+// Done() to stop a guest at its deadline. Unlike context.WithTimeout it is
+// reused from call to call: one timer per instance, and a Done channel that
+// is replaced only after it fired (which discards the instance anyway), so
+// a guest call allocates nothing here.
+type callCtx struct {
+	mu       sync.Mutex
+	ch       chan struct{}
+	err      error
+	armed    bool
+	deadline time.Time
+	timer    *time.Timer
+}
+
+var _ context.Context = (*callCtx)(nil)
+
+func newCallCtx() *callCtx {
+	c := &callCtx{ch: make(chan struct{})}
+	c.timer = time.AfterFunc(time.Hour, c.fire)
+	c.timer.Stop()
+	return c
+}
+
+// arm starts a call with timeout d.
+func (c *callCtx) arm(d time.Duration) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.ch, c.err = make(chan struct{}), nil
+	}
+	c.armed = true
+	c.deadline = time.Now().Add(d)
+	c.mu.Unlock()
+	c.timer.Reset(d)
+}
+
+// disarm ends a call.
+func (c *callCtx) disarm() {
+	c.mu.Lock()
+	c.armed = false
+	c.mu.Unlock()
+	c.timer.Stop()
+}
+
+// fire runs on the timer goroutine. A late fire meant for an earlier call
+// finds the deadline in the future and does nothing.
+func (c *callCtx) fire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.armed || time.Now().Before(c.deadline) {
+		return
+	}
+	c.armed = false
+	c.err = context.DeadlineExceeded
+	close(c.ch)
+}
+
+// stop releases the timer.
+func (c *callCtx) stop() { c.timer.Stop() }
+
+func (c *callCtx) Deadline() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deadline, c.armed
+}
+
+func (c *callCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch
+}
+
+func (c *callCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *callCtx) Value(any) any { return nil }
