@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/wasmgate/wasmgate/proxy/config"
@@ -190,7 +191,9 @@ func TestMirrorPercent(t *testing.T) {
 	for range 400 {
 		s.Mirror(newReq(t, "GET", "/"), config.Mirror{Cluster: "shadow", Percent: 25})
 	}
-	waitFor(t, "mirrors done", 5*time.Second, func() bool { return s.Cluster("shadow").active.Load() == 0 && len(s.Cluster("shadow").mirrorSlots) == 0 })
+	waitFor(t, "mirrors done", 5*time.Second, func() bool {
+		return s.Cluster("shadow").active.Load() == 0 && len(s.Cluster("shadow").mirrorSlots) == 0
+	})
 	sent := counterValue(t, m.mirror.WithLabelValues("shadow", "sent")) + counterValue(t, m.mirror.WithLabelValues("shadow", "dropped_full"))
 	if sent < 50 || sent > 150 {
 		t.Fatalf("mirrored %v of 400 at 25%%", sent)
@@ -231,4 +234,46 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	b.Close()
+}
+
+func TestMetricsAcrossReloads(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewMetrics(reg); err == nil {
+		t.Fatal("registering the metrics twice succeeded")
+	}
+	b := newBackend(t, "a", nil)
+	old := newSet(t, Options{Metrics: m}, cluster("c", b.addr()))
+	cur := newSet(t, Options{Metrics: m}, cluster("c", b.addr()), cluster("d", b.addr()))
+	do(old.Cluster("c"), newReq(t, "GET", "/"))
+	do(cur.Cluster("c"), newReq(t, "GET", "/"))
+	count := func() map[string]int {
+		mfs, err := reg.Gather() // fails on duplicate series
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, mf := range mfs {
+			out[mf.GetName()] = len(mf.GetMetric())
+		}
+		return out
+	}
+	got := count()
+	if got["wasmgate_upstream_endpoint_healthy"] != 2 || got["wasmgate_upstream_active_requests"] != 2 {
+		t.Fatalf("series %v, want one per cluster and endpoint", got)
+	}
+	if v := counterValue(t, m.requests.WithLabelValues("c", "2xx")); v != 2 {
+		t.Fatalf("requests{c,2xx} = %v, want 2 (counted across sets)", v)
+	}
+	if err := cur.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got["wasmgate_upstream_endpoint_healthy"] != 1 {
+		t.Fatalf("after closing the new set: %v", got)
+	}
+	// Mirroring through a closed set is dropped quietly.
+	cur.Mirror(newReq(t, "GET", "/"), config.Mirror{Cluster: "c"})
 }

@@ -27,8 +27,6 @@ var (
 	// ErrReset is returned when the connection failed after it was made
 	// (reset, closed before the response). Map it to 502.
 	ErrReset = errors.New("upstream: connection reset")
-	// ErrUnknownCluster is returned when a cluster name is not in the set.
-	ErrUnknownCluster = errors.New("upstream: unknown cluster")
 )
 
 // StatusClientClosed is the status StatusFor returns when the client went
@@ -44,7 +42,7 @@ func StatusFor(err error) int {
 	switch {
 	case err == nil:
 		return http.StatusOK
-	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrUnknownCluster):
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrNoHealthyEndpoint):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

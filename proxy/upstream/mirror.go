@@ -77,6 +77,13 @@ func (s *Set) Mirror(req *http.Request, m config.Mirror) {
 	out.GetBody = nil
 	out.RequestURI = ""
 	out.Host = shadowHost(req)
+	s.goMu.RLock()
+	defer s.goMu.RUnlock()
+	if s.closed {
+		cancel()
+		<-c.mirrorSlots
+		return
+	}
 	s.wg.Go(func() {
 		defer func() { <-c.mirrorSlots }()
 		defer cancel()

@@ -116,7 +116,7 @@ func TestOutlierEjectionAndReturn(t *testing.T) {
 	failing.Store(false)
 	waitFor(t, "return from ejection", 3*time.Second, func() bool {
 		st, _ := endpointStatus(s, "c", bad.addr())
-		return st.Healthy
+		return st.Healthy && len(c.tab.Load().avail) == 2
 	})
 	got := map[string]int{}
 	for range 10 {

@@ -60,6 +60,9 @@ type Set struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	goMu   sync.RWMutex // orders mirror goroutine starts before Close's Wait
+	closed bool
 }
 
 // NewSet builds the clusters and starts their background work (initial DNS
@@ -205,6 +208,9 @@ func (s *Set) Clusters() []*Cluster { return s.ordered }
 func (s *Set) Close(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
+		s.goMu.Lock()
+		s.closed = true
+		s.goMu.Unlock()
 		s.cancel()
 		s.metrics.remove(s)
 		for _, c := range s.ordered {

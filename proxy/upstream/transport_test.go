@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -104,6 +105,7 @@ func TestProtocolsAndTLS(t *testing.T) {
 	tlsSrv := httptest.NewUnstartedServer(http.HandlerFunc(protoHandler))
 	tlsSrv.EnableHTTP2 = true
 	tlsSrv.TLS = &tls.Config{Certificates: []tls.Certificate{p.server}}
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 	tlsSrv.StartTLS()
 	defer tlsSrv.Close()
 	tlsAddr := tlsSrv.Listener.Addr().String()
