@@ -206,7 +206,13 @@ func filterSpec(cfg *config.Config, fc config.Filter, path string) (filter.Spec,
 			if err != nil {
 				return spec, files, fmt.Errorf("%s: config.%s: %w", spec.Source, k, err)
 			}
-			inlined[k[:len(k)-len("_file")]] = string(data)
+			// JSON documents (a JWKS) are handed over as JSON, anything
+			// else (PEM) as a string.
+			if json.Valid(data) {
+				inlined[k[:len(k)-len("_file")]] = json.RawMessage(data)
+			} else {
+				inlined[k[:len(k)-len("_file")]] = string(data)
+			}
 			delete(inlined, k)
 		}
 		conf = inlined
