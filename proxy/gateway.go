@@ -216,11 +216,10 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("listener %q: %w", lc.Name, err)
 		}
 		g.listeners = append(g.listeners, l)
-		g.Log.Info("listening", zap.String("listener", lc.Name), zap.String("address", l.Addr().String()), zap.Bool("tls", lc.TLS != nil), zap.Bool("http3", l.H3Addr() != nil))
 	}
 	if cfg.Admin.Address != "off" {
 		g.admin = admin.New(cfg.Admin.Address, admin.Deps{
-			Logger:   g.Log.Named("admin"),
+			Logger:   g.Log,
 			Ready:    g.Server.Ready,
 			Reload:   g.Server.Reload,
 			Config:   g.configStatus,
@@ -232,7 +231,6 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		if err := g.admin.Start(ctx); err != nil {
 			return fmt.Errorf("admin: %w", err)
 		}
-		g.Log.Info("admin listening", zap.String("address", g.admin.Addr().String()))
 	}
 	g.watcher = watch.New(g.Log.Named("watch"), 200*time.Millisecond, func(ctx context.Context) error {
 		return g.Server.Reload(ctx)
