@@ -274,6 +274,7 @@ func validateCluster(p *problems, path string, cl *Cluster) {
 	if b := cl.RetryBudget; b != nil && (b.Percent <= 0 || b.Percent > 100) {
 		p.add(path+".retry_budget.percent", "must be in (0, 100]")
 	}
+	validateClusterPolicies(p, path, cl)
 }
 
 func validateRetry(p *problems, path string, r *Retry) {
