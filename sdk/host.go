@@ -135,10 +135,11 @@ var ErrInvalidSignature = errors.New("sdk: invalid signature")
 
 // VerifySignature checks sig over data natively in the host. alg is a JWS
 // algorithm name (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384,
-// ES512, EdDSA, HS256, HS384, HS512); key is a public key in DER (PKIX) or
-// JWK JSON, or the shared secret for HS*. It returns nil when the signature
-// is valid, ErrInvalidSignature when it is not, another error for a bad key
-// or algorithm.
+// ES512, EdDSA, HS256, HS384, HS512); key is a public key as DER (PKIX, or
+// PKCS#1 for RSA), PEM or a JWK JSON object, or the raw shared secret for
+// HS*. ES* signatures are JWS raw r||s. It returns nil when the signature is
+// valid, ErrInvalidSignature when it is not, another error for a bad key or
+// algorithm.
 func VerifySignature(alg string, key, data, sig []byte) error {
 	switch st := hst().VerifySignature(alg, key, data, sig); st {
 	case abi.StatusOK:

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"math/big"
 	"net/http"
 	"strings"
@@ -240,6 +241,8 @@ func TestVerifySignature(t *testing.T) {
 	}{
 		{"rs256 der", "RS256", rsaDER, rsaSig, nil},
 		{"rs256 jwk", "RS256", rsaJWK, rsaSig, nil},
+		{"rs256 pem", "RS256", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: rsaDER}), rsaSig, nil},
+		{"rs256 pkcs1", "RS256", x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey), rsaSig, nil},
 		{"rs256 tampered", "RS256", rsaDER, bad(rsaSig), sdk.ErrInvalidSignature},
 		{"es256", "ES256", ecDER, ecSig, nil},
 		{"es256 tampered", "ES256", ecDER, bad(ecSig), sdk.ErrInvalidSignature},

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"hash"
 	"math/big"
@@ -20,8 +21,8 @@ import (
 )
 
 // verifySignature is the fake host's wasmgate.verify_signature: JWS
-// algorithms, keys as PKIX DER or JWK JSON, HMAC secrets as raw bytes (or
-// an "oct" JWK).
+// algorithms, public keys as PKIX or PKCS#1 DER, PEM or JWK JSON, HMAC
+// secrets as raw bytes (or an "oct" JWK).
 func verifySignature(alg string, key, data, sig []byte) uint32 {
 	var h crypto.Hash
 	switch alg {
@@ -114,7 +115,13 @@ func parsePublicKey(key []byte) (any, error) {
 	if len(key) > 0 && key[0] == '{' {
 		return parseJWK(key)
 	}
-	return x509.ParsePKIXPublicKey(key)
+	if b, _ := pem.Decode(key); b != nil {
+		key = b.Bytes
+	}
+	if k, err := x509.ParsePKIXPublicKey(key); err == nil {
+		return k, nil
+	}
+	return x509.ParsePKCS1PublicKey(key)
 }
 
 // parseJWK parses an RSA, EC, OKP (Ed25519) or oct JWK.
