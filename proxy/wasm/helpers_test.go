@@ -171,3 +171,34 @@ func (e storeErr) Error() string { return string(e) }
 const errStoreDown = storeErr("store down")
 
 var _ http.Handler = nil
+
+// metricValue gathers reg and returns the value of the series of family
+// name whose plugin label is plugin (histograms: the sample count).
+func metricValue(t testing.TB, reg *prometheus.Registry, name, plugin string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "plugin" && l.GetValue() == plugin {
+					switch {
+					case m.Counter != nil:
+						return m.Counter.GetValue()
+					case m.Gauge != nil:
+						return m.Gauge.GetValue()
+					case m.Histogram != nil:
+						return float64(m.Histogram.GetSampleCount())
+					}
+				}
+			}
+		}
+	}
+	t.Fatalf("metric %s{plugin=%q} not found", name, plugin)
+	return 0
+}

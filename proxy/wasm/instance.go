@@ -50,7 +50,7 @@ type reqState struct {
 // errViolation marks a guest that broke the ABI (bad pointer, bad value,
 // over a limit) without trapping. The request fails, the instance is kept:
 // the host never unwound the guest's stack, so its state is intact.
-var errViolation = errors.New("wasm: ABI violation")
+var errViolation = errors.New("ABI violation")
 
 // ConfigError is returned by Build when the guest refused its config.
 type ConfigError struct {
