@@ -154,6 +154,9 @@ func waitAndShutdown(g *proxy.Gateway) error {
 	go func() { done <- g.Shutdown(context.Background()) }()
 	select {
 	case err := <-done:
+		if err == nil {
+			g.Log.Info("stopped cleanly")
+		}
 		return err
 	case <-sig:
 		return errors.New("second signal: exiting without draining")
