@@ -116,9 +116,11 @@ func decide(p *plan, c counters, now time.Time, req lookup) decision {
 			}
 		}
 		done = append(done, increment{curKey, ttl})
-		prev, err := c.Incr(prevKey, 0, ttl)
-		if err != nil {
-			prev = 0 // a fixed window for this request
+		var prev int64
+		if cur <= quota { // a full current window denies without reading the previous one
+			if prev, err = c.Incr(prevKey, 0, ttl); err != nil {
+				prev = 0 // a fixed window for this request
+			}
 		}
 		weight := float64(w-elapsed) / float64(w)
 		est := float64(cur) + float64(prev)*weight
