@@ -42,7 +42,8 @@ return {v, ttl}
 
 // RedisOptions are the process-side settings of a Redis store.
 type RedisOptions struct {
-	// Logger receives one line per state change (down, up). Default no-op.
+	// Logger receives one line per state change (down, up), named "redis"
+	// below it. Default no-op.
 	Logger *zap.Logger
 	// Registerer receives the store metrics; nil disables them.
 	Registerer prometheus.Registerer
@@ -94,7 +95,7 @@ func NewRedis(ctx context.Context, cfg config.Redis, opts RedisOptions) (*Redis,
 	if log == nil {
 		log = zap.NewNop()
 	}
-	log = log.Named("store.redis")
+	log = log.Named("redis")
 	redisLogOnce.Do(func() { redis.SetLogger(clientLogger{log.Named("client")}) })
 
 	timeout := cfg.Timeout

@@ -277,3 +277,24 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	t.Fatalf("metric %v is neither gauge nor counter", m.Desc())
 	return 0
 }
+
+func BenchmarkRedisIncr(b *testing.B) {
+	addr, _, _ := redistest.Start(b)
+	s, err := NewRedis(context.Background(), config.Redis{Address: addr, Timeout: time.Second}, RedisOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeStore(b, s)
+	ctx := context.Background()
+	var next atomic.Uint32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		key := fmt.Sprint("bench:", next.Add(1))
+		for pb.Next() {
+			if _, _, err := s.Incr(ctx, key, 1, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
