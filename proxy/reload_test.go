@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wasmgate/wasmgate/proxy"
@@ -89,13 +91,25 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
+// numGoroutines counts goroutines, leaving out os/signal's dispatch loop:
+// it starts with the first signal.Notify (the gateway's SIGHUP handler) and
+// lives as long as the process.
+func numGoroutines() int {
+	n := runtime.NumGoroutine()
+	buf := make([]byte, 1<<20)
+	if strings.Contains(string(buf[:runtime.Stack(buf, true)]), "os/signal.loop") {
+		n--
+	}
+	return n
+}
+
 // waitBaseline polls until goroutines and open files are back to (at most)
 // their baseline, and fails with a goroutine dump otherwise.
 func waitBaseline(t *testing.T, goroutines, fds int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		g, f := runtime.NumGoroutine(), openFDs(t)
+		g, f := numGoroutines(), openFDs(t)
 		if g <= goroutines && f <= fds {
 			return
 		}
@@ -211,7 +225,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("11 s load test")
 	}
-	baseG, baseFD := runtime.NumGoroutine(), openFDs(t)
+	baseG, baseFD := numGoroutines(), openFDs(t)
 
 	blue := httptest.NewServer(backendHandler("blue"))
 	green := httptest.NewServer(backendHandler("green"))
@@ -352,5 +366,245 @@ func TestReloadUnderLoad(t *testing.T) {
 	blue.Close()
 	green.Close()
 	red.Close()
+	waitBaseline(t, baseG, baseFD)
+}
+
+// drainBackend serves the requests in flight during a shutdown: /slow
+// answers after a delay, /stream sends chunks over time, /forever streams
+// until the client goes away, /ws echoes WebSocket messages. started gets
+// one value per request that reached it.
+func drainBackend(t *testing.T, started chan<- string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- r.URL.Path
+		rc := http.NewResponseController(w)
+		switch r.URL.Path {
+		case "/slow":
+			time.Sleep(400 * time.Millisecond)
+			_, _ = io.WriteString(w, "slow done")
+		case "/stream", "/forever":
+			for i := 0; r.URL.Path == "/forever" || i < 10; i++ {
+				if _, err := fmt.Fprintf(w, "chunk %d\n", i); err != nil {
+					return
+				}
+				if rc.Flush() != nil {
+					return
+				}
+				select {
+				case <-time.After(60 * time.Millisecond):
+				case <-r.Context().Done():
+					return
+				}
+			}
+		case "/ws":
+			c, err := websocket.Accept(w, r, nil)
+			if err != nil {
+				t.Errorf("backend websocket accept: %v", err)
+				return
+			}
+			defer c.CloseNow()
+			for {
+				typ, msg, err := c.Read(r.Context())
+				if err != nil {
+					return
+				}
+				if err := c.Write(r.Context(), typ, msg); err != nil {
+					return
+				}
+			}
+		}
+	})
+}
+
+func startGateway(t *testing.T, backend string, drain time.Duration) *proxy.Gateway {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "wasmgate.yaml")
+	src := fmt.Sprintf(`
+listeners: [{name: public, address: "127.0.0.1:0"}]
+admin: {address: "127.0.0.1:0"}
+logging: {level: error, access_log: {enabled: false}}
+wasm: {cache_dir: %q}
+shutdown: {drain_timeout: %s}
+clusters: [{name: app, endpoints: [%q]}]
+routes: [{name: all, match: {path: {prefix: /}}, cluster: app, timeout: 30s}]
+`, filepath.Join(dir, "cache"), drain, backend)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	g, err := proxy.NewGateway(ctx, proxy.GatewayOptions{ConfigPath: path, LogOutput: io.Discard, AccessOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestGracefulShutdown shuts a gateway down with requests in flight: a slow
+// answer, a long streaming response and a WebSocket session. Readiness must
+// go false, new connections must be refused, every request in flight must
+// complete, and Shutdown must return within the drain time.
+func TestGracefulShutdown(t *testing.T) {
+	baseG, baseFD := numGoroutines(), openFDs(t)
+	started := make(chan string, 16)
+	be := httptest.NewServer(drainBackend(t, started))
+	g := startGateway(t, be.Listener.Addr().String(), 10*time.Second)
+	base := "http://" + g.Listeners()[0].Addr().String()
+	admin := "http://" + g.AdminAddr()
+	tr := &http.Transport{}
+	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+
+	status := func(url string) int {
+		resp, err := client.Get(url)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(admin + "/readyz"); got != 200 {
+		t.Fatalf("readyz before shutdown = %d", got)
+	}
+
+	// Requests in flight: two slow answers and two streams.
+	type result struct {
+		path, body string
+		err        error
+	}
+	results := make(chan result, 4)
+	for _, p := range []string{"/slow", "/slow", "/stream", "/stream"} {
+		go func() {
+			resp, err := client.Get(base + p)
+			if err != nil {
+				results <- result{p, "", err}
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err == nil && resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+			results <- result{p, string(b), err}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatalf("websocket through the gateway: %v", err)
+	}
+	defer ws.CloseNow()
+	for range 5 {
+		select {
+		case <-started:
+		case <-ctx.Done():
+			t.Fatal("requests did not reach the backend")
+		}
+	}
+
+	shutdownStart := time.Now()
+	shutdownErr := make(chan error, 1)
+	go func() { shutdownErr <- g.Shutdown(context.Background()) }()
+
+	// Readiness goes false and new connections are refused while draining.
+	deadline := time.Now().Add(5 * time.Second)
+	for status(admin+"/readyz") != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("readyz did not turn 503 during shutdown")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("listener still accepts connections during shutdown")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The WebSocket opened before the shutdown still works.
+	for i := range 3 {
+		msg := fmt.Sprintf("still here %d", i)
+		if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatalf("websocket write during drain: %v", err)
+		}
+		_, got, err := ws.Read(ctx)
+		if err != nil || string(got) != msg {
+			t.Fatalf("websocket echo during drain = %q, %v", got, err)
+		}
+	}
+	select {
+	case err := <-shutdownErr:
+		t.Fatalf("Shutdown returned (%v) while a WebSocket was open", err)
+	default:
+	}
+	if err := ws.Close(websocket.StatusNormalClosure, "done"); err != nil {
+		t.Errorf("websocket close: %v", err)
+	}
+
+	var wantStream strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&wantStream, "chunk %d\n", i)
+	}
+	for range 4 {
+		r := <-results
+		want := "slow done"
+		if r.path == "/stream" {
+			want = wantStream.String()
+		}
+		if r.err != nil || r.body != want {
+			t.Errorf("in-flight %s = %q, %v; want %q", r.path, r.body, r.err, want)
+		}
+	}
+	select {
+	case err := <-shutdownErr:
+		if err != nil {
+			t.Errorf("Shutdown = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return after the last request ended")
+	}
+	t.Logf("drained in %v", time.Since(shutdownStart).Round(time.Millisecond))
+	tr.CloseIdleConnections()
+	be.Close()
+	waitBaseline(t, baseG, baseFD)
+}
+
+// TestShutdownDrainTimeout checks that a response that never ends does not
+// hold the process: Shutdown returns soon after the drain timeout.
+func TestShutdownDrainTimeout(t *testing.T) {
+	baseG, baseFD := numGoroutines(), openFDs(t)
+	started := make(chan string, 4)
+	be := httptest.NewServer(drainBackend(t, started))
+	g := startGateway(t, be.Listener.Addr().String(), 500*time.Millisecond)
+	tr := &http.Transport{}
+	client := &http.Client{Transport: tr}
+	resp, err := client.Get("http://" + g.Listeners()[0].Addr().String() + "/forever")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- g.Shutdown(context.Background()) }()
+	_, _ = io.Copy(io.Discard, resp.Body) // ends when the gateway cuts the stream
+	resp.Body.Close()
+	select {
+	case err := <-done:
+		t.Logf("Shutdown after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown hangs on a response that never ends")
+	}
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("stream cut after %v, before the 500ms drain timeout", took)
+	}
+	tr.CloseIdleConnections()
+	be.Close()
 	waitBaseline(t, baseG, baseFD)
 }
