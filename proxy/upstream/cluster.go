@@ -64,6 +64,17 @@ type CallOptions struct {
 	// arrive, across all tries and backoffs; 0 means no bound. The response
 	// body then streams under the request context only.
 	Timeout time.Duration
+	// Trace, when not nil, is filled in by RoundTrip for the access log.
+	Trace *CallTrace
+}
+
+// CallTrace records how a call went: the endpoint of its last try and the
+// number of tries. It is written before RoundTrip returns.
+type CallTrace struct {
+	// Endpoint is the "ip:port" of the last try, empty if none was made.
+	Endpoint string
+	// Tries is the number of tries made (retries are Tries-1).
+	Tries int
 }
 
 type callOptsKey struct{}
@@ -111,8 +122,9 @@ func (c *Cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	var pol *config.Retry
 	var timeout time.Duration
+	var trace *CallTrace
 	if o := callOptionsFrom(ctx); o != nil {
-		pol, timeout = o.Retry, o.Timeout
+		pol, timeout, trace = o.Retry, o.Timeout, o.Trace
 	}
 	if pol == nil {
 		pol = c.retry
@@ -125,7 +137,7 @@ func (c *Cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("upstream: cluster %q: %w", c.name, err)
 	}
 	c.active.Add(1)
-	cl := &call{c: c, req: req, ctx: ctx}
+	cl := &call{c: c, req: req, ctx: ctx, trace: trace}
 	if timeout > 0 {
 		var cancel context.CancelCauseFunc
 		cl.ctx, cancel = context.WithCancelCause(ctx)
@@ -155,6 +167,7 @@ type call struct {
 	cancel context.CancelCauseFunc
 	timer  *time.Timer
 
+	trace     *CallTrace
 	e         *endpoint // endpoint of the current try
 	tryCancel context.CancelCauseFunc
 	retried   bool // counted in c.retrying
@@ -307,6 +320,9 @@ func (cl *call) try(e *endpoint, n int, perTry time.Duration) (*http.Response, k
 	}
 	cl.e = e
 	e.active.Add(1)
+	if cl.trace != nil {
+		cl.trace.Endpoint, cl.trace.Tries = e.addr, n
+	}
 	resp, err := c.rt.RoundTrip(out)
 	if timer != nil && !timer.Stop() && err == nil {
 		// The per-try timer fired as the headers arrived: the body would fail.

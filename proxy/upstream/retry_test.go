@@ -207,10 +207,14 @@ func TestRouteRetryOverridesCluster(t *testing.T) {
 	b := newBackend(t, "a", failFirst(1, 503))
 	cl := cluster("c", b.addr()) // no cluster retry policy
 	c := newSet(t, Options{}, cl).Cluster("c")
-	ctx := WithCallOptions(context.Background(), CallOptions{Retry: &config.Retry{Attempts: 2, On: []string{"503"}, Backoff: time.Millisecond}})
+	var trace CallTrace
+	ctx := WithCallOptions(context.Background(), CallOptions{Retry: &config.Retry{Attempts: 2, On: []string{"503"}, Backoff: time.Millisecond}, Trace: &trace})
 	r := do(c, newReq(t, "GET", "/").WithContext(ctx))
 	if r.err != nil || r.status != 200 || b.hits.Load() != 2 {
 		t.Fatalf("got %d %v after %d hits, want 200 after 2", r.status, r.err, b.hits.Load())
+	}
+	if trace.Endpoint != b.addr() || trace.Tries != 2 {
+		t.Fatalf("trace %+v, want endpoint %s after 2 tries", trace, b.addr())
 	}
 }
 
