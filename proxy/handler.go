@@ -38,8 +38,8 @@ type call struct {
 	x       *filter.Exchange
 	cluster *upstream.Cluster
 	ran     int
-	// upstreamAddr is filled by the transport for the access log.
-	upstreamAddr string
+	// trace is filled by the cluster: endpoint and tries, for the access log.
+	trace upstream.CallTrace
 	// err is the upstream error that ended the request, if any.
 	err error
 }
@@ -59,11 +59,7 @@ func (transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if c == nil || c.cluster == nil {
 		return nil, Error(http.StatusBadGateway, errors.New("no cluster for request"))
 	}
-	resp, err := c.cluster.RoundTrip(r)
-	if resp != nil && resp.Request != nil && resp.Request.URL != nil {
-		c.upstreamAddr = resp.Request.URL.Host
-	}
-	return resp, err
+	return c.cluster.RoundTrip(r)
 }
 
 type bufferPool struct{ p sync.Pool }

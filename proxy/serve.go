@@ -137,7 +137,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.RawPath = ""
 	}
 	ctx = context.WithValue(ctx, callKey{}, c)
-	ctx = upstream.WithCallOptions(ctx, upstream.CallOptions{Retry: rt.Config.Retry, Timeout: rt.Config.Timeout})
+	ctx = upstream.WithCallOptions(ctx, upstream.CallOptions{Retry: rt.Config.Retry, Timeout: rt.Config.Timeout, Trace: &c.trace})
 	s.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -179,7 +179,7 @@ func (s *Server) finish(start time.Time, r *http.Request, rec *observe.ResponseR
 	}
 	if c != nil {
 		e.Decisions = c.x.Decisions
-		e.Upstream = c.upstreamAddr
+		e.Upstream = c.trace.Endpoint
 		if c.cluster != nil {
 			e.Cluster = c.cluster.Name()
 		}
