@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,8 @@ const (
 	DefaultProbeInterval = time.Second
 	// defaultRedisTimeout bounds one command when the config leaves it unset.
 	defaultRedisTimeout = 50 * time.Millisecond
+	// timeoutsToDown is how many command timeouts in a row mark Redis down.
+	timeoutsToDown = 3
 )
 
 // incrScript increments a counter and starts its window on the first
@@ -66,6 +69,7 @@ type Redis struct {
 	failOpen bool
 	local    *Memory
 	up       atomic.Bool
+	timeouts atomic.Int32 // command timeouts in a row
 	log      *zap.Logger
 	metrics  *redisMetrics
 
@@ -173,6 +177,7 @@ func (r *Redis) Incr(ctx context.Context, key string, delta int64, window time.D
 		res, err := incrScript.Run(cctx, r.client, []string{r.prefix + key}, delta, ms).Int64Slice()
 		cancel()
 		if err == nil && len(res) == 2 {
+			r.ok()
 			var ttl time.Duration
 			if res[1] > 0 {
 				ttl = time.Duration(res[1]) * time.Millisecond
@@ -204,8 +209,10 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, bool, error) {
 		cancel()
 		switch {
 		case err == nil:
+			r.ok()
 			return val, true, nil
 		case errors.Is(err, redis.Nil):
+			r.ok()
 			return nil, false, nil
 		case !r.failed(ctx, err):
 			r.metrics.errors.WithLabelValues("get").Inc()
@@ -231,6 +238,7 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 		err := r.client.Set(cctx, r.prefix+key, val, ttl).Err()
 		cancel()
 		if err == nil {
+			r.ok()
 			return nil
 		}
 		if !r.failed(ctx, err) {
@@ -254,6 +262,7 @@ func (r *Redis) Delete(ctx context.Context, key string) error {
 		err := r.client.Del(cctx, r.prefix+key).Err()
 		cancel()
 		if err == nil {
+			r.ok()
 			return nil
 		}
 		if !r.failed(ctx, err) {
@@ -283,9 +292,12 @@ func (r *Redis) Close(ctx context.Context) error {
 	return r.closeErr
 }
 
-// failed reports whether err means Redis is unreachable, and if so marks the
-// store down. Errors that Redis answered with (wrong type, script errors) and
-// a caller that gave up (its own context) do not count.
+// failed reports whether err means Redis could not serve the command; the
+// caller then applies the failure policy to it. A connection error marks
+// the store down at once; timeouts do after timeoutsToDown in a row, so one
+// slow command does not switch every request to the fallback. Errors that
+// Redis answered with (wrong type, script errors) and a caller that gave up
+// (its own context) do not count.
 func (r *Redis) failed(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
 		return false
@@ -294,8 +306,23 @@ func (r *Redis) failed(ctx context.Context, err error) bool {
 	if errors.As(err, &rerr) && !strings.HasPrefix(rerr.Error(), "LOADING") {
 		return false
 	}
+	if isTimeout(err) && r.timeouts.Add(1) < timeoutsToDown {
+		return true
+	}
 	r.markDown(err)
 	return true
+}
+
+// ok records a command that Redis served.
+func (r *Redis) ok() {
+	if r.timeouts.Load() != 0 {
+		r.timeouts.Store(0)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // degraded applies the failure policy to one operation while Redis is down:
@@ -318,6 +345,7 @@ func (r *Redis) markDown(err error) {
 
 func (r *Redis) markUp() {
 	if r.up.CompareAndSwap(false, true) {
+		r.timeouts.Store(0)
 		r.metrics.up.Set(1)
 		r.log.Info("redis reachable; counters are global")
 	}

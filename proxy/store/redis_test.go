@@ -298,3 +298,60 @@ func BenchmarkRedisIncr(b *testing.B) {
 		}
 	})
 }
+
+// TestRedisSlowCommands blocks Redis with a busy script: one timeout fails
+// that command by policy but keeps the store up; timeouts in a row mark it
+// down.
+func TestRedisSlowCommands(t *testing.T) {
+	addr, _, _ := redistest.Start(t)
+	s, err := NewRedis(context.Background(), config.Redis{Address: addr, Timeout: 50 * time.Millisecond, FailurePolicy: "fail_closed"},
+		RedisOptions{ProbeInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore(t, s)
+	ctx := context.Background()
+	mustIncr(t, s, "warm", 1, time.Minute)
+
+	raw := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: 5 * time.Second})
+	defer raw.Close()
+	block := func(d time.Duration) (wait func()) {
+		done := make(chan error, 1)
+		go func() {
+			done <- raw.Eval(ctx, `local t = redis.call('TIME')
+while true do
+  local n = redis.call('TIME')
+  if (n[1]-t[1])*1000000 + (n[2]-t[2]) > tonumber(ARGV[1]) then break end
+end
+return 1`, nil, d.Microseconds()).Err()
+		}()
+		// The script must be running before the store's command is sent;
+		// Redis gives no way to observe that from another connection while
+		// it blocks, so give it a moment.
+		time.Sleep(30 * time.Millisecond)
+		return func() {
+			if err := <-done; err != nil {
+				t.Errorf("blocking script: %v", err)
+			}
+		}
+	}
+
+	wait := block(200 * time.Millisecond)
+	if _, _, err := s.Incr(ctx, "k", 1, time.Minute); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("incr while Redis is busy: %v, want ErrUnavailable", err)
+	}
+	if !s.Up() {
+		t.Fatal("one timeout marked the store down")
+	}
+	wait()
+	mustIncr(t, s, "k", 1, time.Minute)
+
+	wait = block(time.Duration(timeoutsToDown+2) * 60 * time.Millisecond)
+	for range timeoutsToDown {
+		_, _, _ = s.Incr(ctx, "k", 1, time.Minute)
+	}
+	if s.Up() {
+		t.Fatalf("%d timeouts in a row left the store up", timeoutsToDown)
+	}
+	wait()
+}
