@@ -176,16 +176,17 @@ func (r *Redis) Incr(ctx context.Context, key string, delta int64, window time.D
 		cctx, cancel := context.WithTimeout(ctx, r.timeout)
 		res, err := incrScript.Run(cctx, r.client, []string{r.prefix + key}, delta, ms).Int64Slice()
 		cancel()
-		if err == nil && len(res) == 2 {
+		if err == nil {
 			r.ok()
+			if len(res) != 2 {
+				r.metrics.errors.WithLabelValues("incr").Inc()
+				return 0, 0, fmt.Errorf("store: redis incr %q: unexpected script reply %v", key, res)
+			}
 			var ttl time.Duration
 			if res[1] > 0 {
 				ttl = time.Duration(res[1]) * time.Millisecond
 			}
 			return res[0], ttl, nil
-		}
-		if err == nil {
-			err = fmt.Errorf("unexpected script reply %v", res)
 		}
 		if !r.failed(ctx, err) {
 			r.metrics.errors.WithLabelValues("incr").Inc()
