@@ -313,8 +313,12 @@ func TestReloadUnderLoad(t *testing.T) {
 			}
 			live = next
 		}
-		// The swap is done when Reload returns: new requests see it at once.
-		probe(live)
+		// The swap is done when Reload returns: new requests see it at once,
+		// and a refused config leaves the old one serving. (Probing every
+		// reload would pace the reloads by request latency under load.)
+		if i%10 >= 8 {
+			probe(live)
+		}
 	}
 	elapsed := time.Since(start)
 	done.Store(true)
