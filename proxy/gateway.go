@@ -146,7 +146,7 @@ func NewGateway(ctx context.Context, opts GatewayOptions) (_ *Gateway, err error
 		Logger:     log,
 		Registry:   reg,
 		Deps:       filter.Deps{Logger: log.Named("filter"), Metrics: g.Registry, Store: g.store},
-		Upstream:   upstream.Options{Logger: log.Named("upstream"), Metrics: upMetrics, TLSConfig: g.mesh.UpstreamTLS},
+		Upstream:   upstream.Options{Logger: log, Metrics: upMetrics, TLSConfig: g.mesh.UpstreamTLS},
 		Observer:   g.metrics,
 		PeerID:     mesh.PeerID,
 		Metrics:    g.metrics,

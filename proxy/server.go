@@ -83,7 +83,7 @@ func New(opts Options) *Server {
 		opts.Deps.Logger = opts.Logger.Named("filter")
 	}
 	if opts.Upstream.Logger == nil {
-		opts.Upstream.Logger = opts.Logger.Named("upstream")
+		opts.Upstream.Logger = opts.Logger
 	}
 	s := &Server{
 		opts:    opts,

@@ -129,7 +129,9 @@ func (b *builder) build(ctx context.Context, cfg *config.Config) (_ *Snapshot, e
 	if err != nil {
 		return nil, err
 	}
-	s.Upstreams, err = upstream.NewSet(ctx, cfg.Clusters, b.upstreams)
+	uopts := b.upstreams
+	uopts.Resolve = cfg.Resolve
+	s.Upstreams, err = upstream.NewSet(ctx, cfg.Clusters, uopts)
 	if err != nil {
 		return nil, fmt.Errorf("clusters: %w", err)
 	}
