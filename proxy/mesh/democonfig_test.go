@@ -25,8 +25,18 @@ func TestDemoConfigs(t *testing.T) {
 			if err := Expand(cfg); err != nil {
 				t.Fatal(err)
 			}
-			if cfg.Mode == config.ModeSidecar && (len(cfg.Listeners) == 0 || len(cfg.Clusters) == 0) {
+			if cfg.Mode != config.ModeSidecar {
+				return
+			}
+			if len(cfg.Listeners) == 0 || len(cfg.Clusters) == 0 {
 				t.Fatalf("nothing generated: %d listeners, %d clusters", len(cfg.Listeners), len(cfg.Clusters))
+			}
+			// Relative paths become absolute, resolved against the config's directory.
+			want, _ := filepath.Abs(filepath.Join("../../.wasmgate-demo/mesh", cfg.Mesh.Service, "cert.pem"))
+			for _, l := range cfg.Listeners {
+				if l.TLS != nil && l.TLS.Certs[0].CertFile != want {
+					t.Fatalf("listener %s cert %q, want %q", l.Name, l.TLS.Certs[0].CertFile, want)
+				}
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"gopkg.in/yaml.v3"
 
@@ -103,7 +104,7 @@ func Expand(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("mesh: expand: %w", err)
 	}
-	certFile, keyFile, bundleFile := cfg.Resolve(m.CertFile), cfg.Resolve(m.KeyFile), cfg.Resolve(m.BundleFile)
+	certFile, keyFile, bundleFile := absPath(cfg, m.CertFile), absPath(cfg, m.KeyFile), absPath(cfg, m.BundleFile)
 	svcs := append([]config.MeshService(nil), m.Services...)
 	if m.RegistryFile != "" {
 		more, err := LoadRegistry(cfg.Resolve(m.RegistryFile), m.Namespace)
@@ -217,6 +218,17 @@ func Expand(cfg *config.Config) error {
 		return fmt.Errorf("mesh: expanded config: %w", err)
 	}
 	return nil
+}
+
+// absPath resolves p against the config's directory and makes it absolute,
+// so the generated listeners and clusters mean the same file whoever
+// resolves them again.
+func absPath(cfg *config.Config, p string) string {
+	r := cfg.Resolve(p)
+	if a, err := filepath.Abs(r); err == nil {
+		return a
+	}
+	return r
 }
 
 // serviceCluster builds one mesh cluster from the service's knobs.
