@@ -14,8 +14,8 @@ const maxCandidateKeys = 8
 type headerGetter func(name string) (string, bool)
 
 // extract finds the token in the request. It returns the source it came
-// from, or errNoToken.
-func (a *authenticator) extract(header headerGetter, rawQuery string) (string, *Source, error) {
+// from, or errNoToken. rawQuery is only called for query sources.
+func (a *authenticator) extract(header headerGetter, rawQuery func() string) (string, *Source, error) {
 	for i := range a.sources {
 		s := &a.sources[i]
 		switch {
@@ -44,7 +44,7 @@ func (a *authenticator) extract(header headerGetter, rawQuery string) (string, *
 				return v, s, nil
 			}
 		case s.Query != "":
-			q, err := url.ParseQuery(rawQuery)
+			q, err := url.ParseQuery(rawQuery())
 			if err != nil && len(q) == 0 {
 				continue
 			}
@@ -106,10 +106,9 @@ func removeQueryParam(uri, name string) string {
 }
 
 // verify checks a token at now and returns the identity it proves. Verified
-// tokens are cached (keyed by their SHA-256) until they expire.
+// tokens are cached until they expire.
 func (a *authenticator) verify(tok string, now time.Time) (*identity, error) {
-	sum := tokenSum(tok)
-	if id := a.cache.get(sum, now); id != nil {
+	if id := a.cache.get(tok, now); id != nil {
 		return id, nil
 	}
 	p, err := parseToken(tok)
@@ -136,11 +135,13 @@ func (a *authenticator) verify(tok string, now time.Time) (*identity, error) {
 		id.until = exp
 	}
 	for _, f := range a.forward {
-		if s, ok := claimString(claims[f[0]]); ok && headerSafe(s) {
-			id.headers = append(id.headers, [2]string{f[1], s})
+		s, ok := claimString(claims[f[0]])
+		if !ok || !headerSafe(s) {
+			s = ""
 		}
+		id.forward = append(id.forward, [2]string{f[1], s})
 	}
-	a.cache.put(sum, id)
+	a.cache.put(tok, id)
 	return id, nil
 }
 

@@ -82,8 +82,8 @@ func TestVerifyAlgorithms(t *testing.T) {
 			if vals["jwt.sub"] != "alice" || vals["jwt.roles"] != "admin dev" || vals["jwt.aud"] != "api" {
 				t.Fatalf("values = %v", vals)
 			}
-			if len(id.headers) != 1 || id.headers[0] != [2]string{"X-Jwt-Sub", "alice"} {
-				t.Fatalf("headers = %v", id.headers)
+			if len(id.forward) != 1 || id.forward[0] != [2]string{"X-Jwt-Sub", "alice"} {
+				t.Fatalf("forward = %v", id.forward)
 			}
 			// Tampered signature fails (bypass the cache with a fresh config).
 			fresh := mustConfig(t, allKeysConfig(t))
@@ -293,7 +293,7 @@ func TestExtract(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			get := func(n string) (string, bool) { v, ok := tt.headers[n]; return v, ok }
-			tok, src, err := a.extract(get, tt.query)
+			tok, src, err := a.extract(get, func() string { return tt.query })
 			if tt.want == "" {
 				if !errors.Is(err, errNoToken) {
 					t.Fatalf("err = %v, want errNoToken", err)

@@ -21,10 +21,7 @@ func main() {}
 
 func init() { sdk.Handle(&plugin{}) }
 
-var (
-	deniedTotal = sdk.NewCounter("jwt_auth_denied_total", "Requests refused by jwt-auth.")
-	cacheHits   = sdk.NewCounter("jwt_auth_cache_hits_total", "Tokens accepted from the verified-token cache.")
-)
+var deniedTotal = sdk.NewCounter("jwt_auth_denied_total", "Requests refused by jwt-auth.")
 
 type plugin struct{ a *authenticator }
 
@@ -44,14 +41,12 @@ func hostVerify(alg string, k *key, data, sig []byte) error {
 	return sdk.VerifySignature(alg, k.der, data, sig)
 }
 
-// OnRequest authenticates the request.
+// OnRequest authenticates the request. Host calls cost microseconds, so
+// the hot path (a cached token) makes as few as it can: one header read,
+// one SetValue per claim and one Set per forwarded claim.
 func (p *plugin) OnRequest(req sdk.Request, resp sdk.Response) sdk.Action {
 	a := p.a
 	h := req.Header()
-	// Headers we forward are ours alone: drop what the client sent.
-	for _, f := range a.forward {
-		h.Del(f[1])
-	}
 	get := func(name string) (string, bool) {
 		v := h.Values(name)
 		if len(v) == 0 {
@@ -59,17 +54,17 @@ func (p *plugin) OnRequest(req sdk.Request, resp sdk.Response) sdk.Action {
 		}
 		return v[0], true
 	}
-	tok, src, err := a.extract(get, req.RawQuery())
+	tok, src, err := a.extract(get, req.RawQuery)
 	if err == errNoToken && a.optional {
+		// Headers we forward are ours alone: drop what the client sent.
+		for _, f := range a.forward {
+			h.Del(f[1])
+		}
 		return sdk.Continue
 	}
 	var id *identity
 	if err == nil {
-		hits := a.cache.hitCount()
 		id, err = a.verify(tok, time.Now())
-		if a.cache.hitCount() != hits {
-			cacheHits.Inc()
-		}
 	}
 	if err != nil {
 		deniedTotal.Inc()
@@ -85,8 +80,14 @@ func (p *plugin) OnRequest(req sdk.Request, resp sdk.Response) sdk.Action {
 	for _, v := range id.values {
 		sdk.SetValue(v[0], v[1])
 	}
-	for _, hv := range id.headers {
-		h.Set(hv[0], hv[1])
+	// Set replaces whatever the client sent; a claim the token lacks still
+	// removes the client's header.
+	for _, f := range id.forward {
+		if f[1] == "" {
+			h.Del(f[0])
+		} else {
+			h.Set(f[0], f[1])
+		}
 	}
 	if a.stripToken {
 		strip(req, src)
