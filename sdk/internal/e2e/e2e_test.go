@@ -3,12 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -214,11 +214,13 @@ func TestRequestOnlyExampleOnRealHost(t *testing.T) {
 	}
 }
 
-// BenchmarkSDKFilter measures one SDK plugin on the real host per request:
-// deny-path (request phase only, one get_uri) and add-header (both phases,
-// one header write each).
+// BenchmarkSDKFilter measures one SDK plugin per request on the real host,
+// with the loop of proxy/wasm's BenchmarkWasmFilter: "header" is the SDK
+// twin of that benchmark's hand-written guest (one header write), then
+// deny-path (request phase only, one get_uri) and add-header (both phases).
 func BenchmarkSDKFilter(b *testing.B) {
 	cases := []struct{ name, pkg, cfg string }{
+		{"header", "sdk/testdata/header", ``},
 		{"deny-path", "pluginsdk-examples/deny-path", `{"prefixes":["/admin"]}`},
 		{"add-header", "pluginsdk-examples/add-header", `{"request":{"X-A":"1"},"response":{"X-B":"2"}}`},
 	}
@@ -237,31 +239,24 @@ func BenchmarkSDKFilter(b *testing.B) {
 				}
 			}()
 			rf, _ := f.(filter.ResponseFilter)
-			// Calls cut by the 20ms call deadline happen when the machine is
-			// overloaded (the goroutine running the guest is descheduled);
-			// they are counted, and more than 1% fails the benchmark.
-			var failed atomic.Int64
-			var lastErr atomic.Value
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
+				r := httptest.NewRequest("GET", "http://example.test/api/x?q=1", nil)
 				for pb.Next() {
-					x := exchange("GET", "/api/x", "")
+					r.Header = http.Header{"Accept": {"*/*"}}
+					x := filter.NewExchange(r, filter.Properties{RequestID: "b"})
 					next, err := f.HandleRequest(ctx, x)
 					if err == nil && next && rf != nil {
 						err = rf.HandleResponse(ctx, x)
 					}
 					if err != nil || !next {
-						failed.Add(1)
-						lastErr.Store(fmt.Sprintf("next=%v err=%v", next, err))
+						b.Errorf("next=%v err=%v", next, err)
+						return
 					}
 				}
 			})
-			b.ReportMetric(float64(failed.Load())/float64(b.N), "failed/op")
-			if n := failed.Load(); n*100 > int64(b.N) {
-				b.Fatalf("%d of %d requests failed, last: %v", n, b.N, lastErr.Load())
-			}
 		})
 	}
 }
@@ -269,8 +264,10 @@ func BenchmarkSDKFilter(b *testing.B) {
 func newEnvB(b *testing.B) *env {
 	b.Helper()
 	reg := prometheus.NewRegistry()
+	// A long call timeout: this measures cost; a loaded machine must not
+	// turn scheduling delays into timeouts.
 	h, err := wasm.NewHost(context.Background(), wasm.HostOptions{
-		CacheDir: wasmbuild.CacheDir(), Logger: zap.NewNop(), Metrics: reg,
+		CacheDir: wasmbuild.CacheDir(), Logger: zap.NewNop(), Metrics: reg, CallTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		b.Fatal(err)
