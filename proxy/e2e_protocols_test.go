@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wasmgate/wasmgate/internal/echo"
+	"github.com/wasmgate/wasmgate/internal/wasmbuild"
 	"github.com/wasmgate/wasmgate/proxy"
 )
 
@@ -52,9 +53,19 @@ type protoEnv struct {
 	roots     *x509.CertPool
 }
 
-func startProtoEnv(t *testing.T) *protoEnv {
+// plugins puts two Wasm plugins on the v1 and ws routes when set:
+// deny-path (403 for /v1/denied and /ws/denied) and add-header.
+func startProtoEnv(t *testing.T, plugins ...bool) *protoEnv {
 	t.Helper()
 	dir := t.TempDir()
+	v1Filters, wsFilters, wasmCache := "", "", ""
+	if len(plugins) > 0 && plugins[0] {
+		deny := wasmbuild.Build(t, "pluginsdk-examples/deny-path")
+		add := wasmbuild.Build(t, "pluginsdk-examples/add-header")
+		v1Filters = fmt.Sprintf(`, filters: [{plugin: %q, config: {prefixes: [/v1/denied]}}, {plugin: %q, config: {request: {X-Gateway: wasmgate}, response: {X-Served-By: wasmgate}}}]`, deny, add)
+		wsFilters = fmt.Sprintf(`, filters: [{plugin: %q, config: {prefixes: [/ws/denied]}}]`, deny)
+		wasmCache = fmt.Sprintf("wasm: {cache_dir: %q}", wasmbuild.CacheDir())
+	}
 	roots := writeServerCert(t, dir)
 
 	echoSrv := httptest.NewServer(echo.Handler("v1"))
@@ -63,6 +74,8 @@ func startProtoEnv(t *testing.T) *protoEnv {
 	t.Cleanup(blobSrv.Close)
 	wsSrv := httptest.NewServer(http.HandlerFunc(wsHandler))
 	t.Cleanup(wsSrv.Close)
+
+	h3Up := startH3Upstream(t, dir)
 
 	grpcLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -78,6 +91,7 @@ func startProtoEnv(t *testing.T) *protoEnv {
 mode: edge
 admin: {address: "off"}
 logging: {level: error, access_log: {enabled: false}}
+%s
 listeners:
   - name: edge
     address: 127.0.0.1:0
@@ -90,16 +104,18 @@ listeners:
 routes:
   - {name: grpc, match: {path: {prefix: /grpc.testing.TestService/}}, cluster: grpc}
   - {name: grpc-down, match: {path: {prefix: /grpc.testing.ReconnectService/}}, cluster: down}
-  - {name: ws, match: {path: {prefix: /ws}}, cluster: ws}
+  - {name: ws, match: {path: {prefix: /ws}}, cluster: ws%s}
   - {name: blob, match: {path: {prefix: /blob}}, cluster: blob}
-  - {name: v1, match: {path: {prefix: /v1/}}, cluster: echo}
+  - {name: h3up, match: {path: {prefix: /h3up}}, cluster: h3up}
+  - {name: v1, match: {path: {prefix: /v1/}}, cluster: echo%s}
 clusters:
   - {name: echo, endpoints: [%q]}
   - {name: blob, endpoints: [%q]}
   - {name: ws, endpoints: [%q]}
   - {name: grpc, protocol: h2c, endpoints: [%q]}
+  - {name: h3up, protocol: h3, endpoints: [%q], tls: {ca_file: ca.pem, server_name: localhost}}
   - {name: down, protocol: h2c, endpoints: ["127.0.0.1:1"], retry: {attempts: 1}}
-`, echoSrv.Listener.Addr(), blobSrv.Listener.Addr(), wsSrv.Listener.Addr(), grpcLn.Addr())
+`, wasmCache, wsFilters, v1Filters, echoSrv.Listener.Addr(), blobSrv.Listener.Addr(), wsSrv.Listener.Addr(), grpcLn.Addr(), h3Up)
 	path := filepath.Join(dir, "wasmgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -159,9 +175,36 @@ func writeServerCert(t *testing.T, dir string) *x509.CertPool {
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
 	os.WriteFile(filepath.Join(dir, "server.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(filepath.Join(dir, "server.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	os.WriteFile(filepath.Join(dir, "ca.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return pool
+}
+
+// startH3Upstream serves blobHandler over HTTP/3 only, with the
+// certificate in dir, and returns its UDP address.
+func startH3Upstream(t *testing.T, dir string) string {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http3.Server{Handler: http.HandlerFunc(blobHandler), TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(udp)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		udp.Close()
+		<-done
+	})
+	return udp.LocalAddr().String()
 }
 
 func (e *protoEnv) tlsConf() *tls.Config {
@@ -243,6 +286,41 @@ func TestE2EHTTP3Routing(t *testing.T) {
 	}
 }
 
+// TestE2EHTTP3Plugins: Wasm plugins see HTTP/3 requests like any other.
+func TestE2EHTTP3Plugins(t *testing.T) {
+	e := startProtoEnv(t, true)
+	c := e.h3Client(t)
+	resp, err := c.Get("https://" + e.tlsAddr + "/v1/denied/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusForbidden || resp.Proto != "HTTP/3.0" || !strings.Contains(body, "/v1/denied/x") {
+		t.Fatalf("denied path over h3: %d %s %q", resp.StatusCode, resp.Proto, body)
+	}
+	resp, err = c.Get("https://" + e.tlsAddr + "/v1/ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep echo.Reply
+	if err := json.Unmarshal([]byte(readBody(t, resp)), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || rep.Headers["X-Gateway"] == nil || rep.Headers["X-Gateway"][0] != "wasmgate" || resp.Header.Get("X-Served-By") != "wasmgate" {
+		t.Fatalf("add-header over h3: %d, upstream headers %v, response X-Served-By %q", resp.StatusCode, rep.Headers, resp.Header.Get("X-Served-By"))
+	}
+}
+
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func TestE2EHTTP3Bodies(t *testing.T) {
 	e := startProtoEnv(t)
 	up := pattern(1 << 20)
@@ -261,6 +339,30 @@ func TestE2EHTTP3Bodies(t *testing.T) {
 	}
 	if !bytes.Equal(down, pattern(1<<20)) {
 		t.Fatalf("download: got %d bytes, not the 1 MiB pattern", len(down))
+	}
+}
+
+// TestE2EHTTP3Upstream goes h2 and h3 in, HTTP/3 out to the upstream.
+func TestE2EHTTP3Upstream(t *testing.T) {
+	e := startProtoEnv(t)
+	up := pattern(256 << 10)
+	upSum := sha256.Sum256(up)
+	for name, c := range map[string]*http.Client{"h2": e.h2Client(t), "h3": e.h3Client(t)} {
+		resp, err := c.Post("https://"+e.tlsAddr+"/h3up?size=300000", "application/octet-stream", bytes.NewReader(up))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		down, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d, %v", name, resp.StatusCode, err)
+		}
+		if got := resp.Header.Get("X-Upstream-Proto"); got != "HTTP/3.0" {
+			t.Errorf("%s: upstream saw %q, want HTTP/3.0", name, got)
+		}
+		if resp.Header.Get("X-Request-Sum") != hex.EncodeToString(upSum[:]) || !bytes.Equal(down, pattern(300000)) {
+			t.Errorf("%s: bodies differ: upstream got %s bytes, client got %d", name, resp.Header.Get("X-Request-Len"), len(down))
+		}
 	}
 }
 
@@ -560,7 +662,7 @@ func wsHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestE2EWebSocket(t *testing.T) {
-	e := startProtoEnv(t)
+	e := startProtoEnv(t, true)
 	h1TLS := &http.Client{Transport: &http.Transport{TLSClientConfig: func() *tls.Config {
 		c := e.tlsConf()
 		c.NextProtos = []string{"http/1.1"}
@@ -609,4 +711,16 @@ func TestE2EWebSocket(t *testing.T) {
 			}
 		})
 	}
+	t.Run("plugin denies the upgrade", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, resp, err := websocket.Dial(ctx, "ws://"+e.plainAddr+"/ws/denied", nil)
+		if err == nil {
+			c.CloseNow()
+			t.Fatal("upgrade to a denied path succeeded")
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("denied upgrade: %v, response %v", err, resp)
+		}
+	})
 }
