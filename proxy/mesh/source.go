@@ -30,7 +30,7 @@ type SourceOptions struct {
 	PollInterval time.Duration
 	// Debounce groups bursts of file events into one reload. Default 100ms.
 	Debounce time.Duration
-	// Logger receives reload results. Default no-op.
+	// Logger receives reload results (named "source" under it). Default no-op.
 	Logger *zap.Logger
 }
 
@@ -98,7 +98,7 @@ func NewSource(opts SourceOptions) (*Source, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Source{opts: opts, log: log.Named("mesh.source"), done: make(chan struct{})}
+	s := &Source{opts: opts, log: log.Named("source"), done: make(chan struct{})}
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
