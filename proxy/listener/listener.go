@@ -28,6 +28,9 @@ import (
 	"github.com/wasmgate/wasmgate/proxy/config"
 )
 
+// DefaultAltSvcMaxAge is the Alt-Svc ma= used when the config leaves it 0.
+const DefaultAltSvcMaxAge = 24 * time.Hour
+
 // Options are the process-wide collaborators of a Listener. All are optional.
 type Options struct {
 	// Logger receives listener logs; named "listener.<name>".
@@ -176,7 +179,11 @@ func (l *Listener) Start(ctx context.Context) error {
 	l.udp = udp
 	if udp != nil {
 		port := udp.LocalAddr().(*net.UDPAddr).Port
-		l.altSvc = fmt.Sprintf(`h3=":%d"; ma=%d`, port, int(l.cfg.HTTP3.AltSvcMaxAge/time.Second))
+		maxAge := l.cfg.HTTP3.AltSvcMaxAge
+		if maxAge <= 0 {
+			maxAge = DefaultAltSvcMaxAge
+		}
+		l.altSvc = fmt.Sprintf(`h3=":%d"; ma=%d`, port, int(maxAge/time.Second))
 	}
 	switch {
 	case l.tlsc == nil:
