@@ -71,6 +71,7 @@ func writeFile(t *testing.T, path, body string) {
 func startMesh(t *testing.T) *testMesh {
 	t.Helper()
 	authz := wasmbuild.Build(t, "plugins/authz")
+	ratelimit := wasmbuild.Build(t, "plugins/rate-limit")
 	m := &testMesh{
 		dir:      t.TempDir(),
 		inbound:  map[string]string{},
@@ -138,14 +139,21 @@ mesh:
 	}
 	writeFile(t, filepath.Join(m.dir, "orders.yaml"), sidecar("orders", "permissive", "", true))
 	writeFile(t, filepath.Join(m.dir, "notifications.yaml"), sidecar("notifications", "strict", "", true))
+	// payments: a per-caller rate limit (only for requests carrying
+	// x-bucket, so other subtests are not limited), then authz.
 	writeFile(t, filepath.Join(m.dir, "payments.yaml"), sidecar("payments", "strict", fmt.Sprintf(`    filters:
+      - name: per-caller
+        plugin: %q
+        config:
+          limits:
+            - {name: per-caller, requests: 3, window: 1m, key: ["property:peer_id", "header:x-bucket"], on_missing: skip}
       - name: authz
         plugin: %q
         config:
           default: deny
           rules:
             - {name: orders-may-charge, action: allow, peer_ids: [%q], methods: [POST], paths: [/charge]}
-`, authz, spiffe("orders")), false))
+`, ratelimit, authz, spiffe("orders")), false))
 	edgeCluster := func(name, svc string) string {
 		return fmt.Sprintf(`  - name: %s
     endpoints: [%q]
@@ -177,7 +185,9 @@ func (m *testMesh) issue(t *testing.T, svc string) {
 
 func (m *testMesh) start(t *testing.T, name string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Generous: on a cold compilation cache under -race, compiling the
+	// plugins dominates (they are compiled once and cached for the suite).
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	g, err := proxy.NewGateway(ctx, proxy.GatewayOptions{
 		ConfigPath:   filepath.Join(m.dir, name+".yaml"),
@@ -318,6 +328,27 @@ func TestMeshEndToEnd(t *testing.T) {
 		code, a := do(t, client(orders.ClientTLS(spiffe("payments")), false), req)
 		if code != http.StatusOK || a.Hops[0].VerifiedCaller != spiffe("orders") {
 			t.Fatalf("with certificate: status %d answer %+v", code, a)
+		}
+	})
+
+	t.Run("rate limit keyed by the calling service", func(t *testing.T) {
+		notifications := m.identity(t, "notifications")
+		call := func(src *mesh.Source) int {
+			req, _ := http.NewRequest(http.MethodPost, "https://"+m.inbound["payments"]+"/charge", nil)
+			req.Header.Set("x-bucket", "rl-test")
+			code, _ := do(t, client(src.ClientTLS(spiffe("payments")), false), req)
+			return code
+		}
+		var got []int
+		for i := 0; i < 4; i++ {
+			got = append(got, call(orders))
+		}
+		if fmt.Sprint(got) != "[200 200 200 429]" {
+			t.Fatalf("orders: statuses %v, want [200 200 200 429]", got)
+		}
+		// notifications has its own counter: not limited, but denied by authz.
+		if code := call(notifications); code != http.StatusForbidden {
+			t.Fatalf("notifications: status %d, want 403 (own counter, then authz)", code)
 		}
 	})
 
