@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mesh-demo: builds wasmgate, the demo apps and the authz plugin, creates a
+# mesh-demo: builds wasmgate, the demo apps and two plugins, creates a
 # CA and one identity per service under .wasmgate-demo/mesh (git-ignored),
 # then starts on loopback only:
 #
@@ -23,11 +23,13 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "mesh-demo: $1 is required" >
 need "$GO"
 need curl
 
-echo "==> building wasmgate, meshdemo-app and the authz plugin"
+echo "==> building wasmgate, meshdemo-app and the authz and rate-limit plugins"
 mkdir -p "$BIN" build/plugins "$DEMO/logs"
 "$GO" build -o "$BIN/wasmgate" ./cmd/wasmgate
 "$GO" build -o "$BIN/meshdemo-app" ./cmd/meshdemo-app
-GOOS=wasip1 GOARCH=wasm "$GO" build -buildmode=c-shared -o build/plugins/authz.wasm ./plugins/authz
+for p in authz rate-limit; do
+	GOOS=wasip1 GOARCH=wasm "$GO" build -buildmode=c-shared -o "build/plugins/$p.wasm" "./plugins/$p"
+done
 
 echo "==> identities (trust domain $TD) in $DEMO"
 if [ ! -f "$DEMO/ca/ca.key" ]; then
