@@ -59,6 +59,7 @@ type Gateway struct {
 	store     store.Store
 	mesh      *mesh.Provider
 	admin     *admin.Server
+	tracker   *admin.Tracker
 	watcher   *watch.Watcher
 	listeners []*listener.Listener
 	closers   []func(context.Context) error
@@ -85,7 +86,7 @@ func NewGateway(ctx context.Context, opts GatewayOptions) (_ *Gateway, err error
 	if err != nil {
 		return nil, fmt.Errorf("logging: %w", err)
 	}
-	g := &Gateway{opts: opts, Log: log, Registry: observe.NewRegistry()}
+	g := &Gateway{opts: opts, Log: log, Registry: observe.NewRegistry(), tracker: admin.NewTracker()}
 	defer func() {
 		if err != nil {
 			_ = g.closeAll(context.Background())
@@ -162,6 +163,11 @@ func NewGateway(ctx context.Context, opts GatewayOptions) (_ *Gateway, err error
 
 // onReload keeps the watcher's file list in step with the live snapshot.
 func (g *Gateway) onReload(snap *Snapshot, err error) {
+	if err != nil {
+		g.tracker.Record(nil, "", err)
+	} else if snap != nil {
+		g.tracker.Record(snap.Config, snap.Version, nil)
+	}
 	if err != nil || snap == nil || g.watcher == nil {
 		return
 	}
@@ -222,7 +228,8 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 			Logger:   g.Log,
 			Ready:    g.Server.Ready,
 			Reload:   g.Server.Reload,
-			Config:   g.configStatus,
+			Config:   g.tracker.ConfigStatus,
+			Version:  g.tracker.Version,
 			Clusters: g.clusters,
 			Plugins:  func() any { return g.host.Plugins() },
 			Gatherer: g.Registry,
@@ -272,19 +279,6 @@ func (g *Gateway) AdminAddr() string {
 	return g.admin.Addr().String()
 }
 
-// configStatus is what /config shows.
-func (g *Gateway) configStatus() any {
-	snap := g.Server.Snapshot()
-	out := map[string]any{"last_reload": g.Server.LastReload()}
-	if snap != nil {
-		out["version"] = snap.Version
-		out["file"] = snap.Config.File
-		out["loaded_at"] = snap.Built
-		out["config"] = admin.Redact(snap.Config)
-	}
-	return out
-}
-
 func (g *Gateway) clusters() any {
 	snap := g.Server.Snapshot()
 	if snap == nil {
@@ -305,6 +299,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.stopped = true
 	g.mu.Unlock()
 	g.Server.SetDraining()
+	if g.admin != nil {
+		g.admin.SetDraining(true)
+	}
 	drain := 15 * time.Second
 	if snap := g.Server.Snapshot(); snap != nil {
 		drain = snap.Config.Shutdown.DrainTimeout
@@ -321,7 +318,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.Shutdown(dctx); err != nil {
+			err := l.Shutdown(dctx)
+			if errors.Is(err, context.DeadlineExceeded) {
+				g.Log.Warn("drain time over: open requests were cut", zap.String("listener", l.Name()), zap.Duration("drain_timeout", drain))
+				return
+			}
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("listener %q: %w", l.Name(), err))
 				mu.Unlock()
@@ -329,11 +331,16 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Requests still running after the drain time were cut by the
+	// listeners: that is the configured outcome, not a shutdown failure.
+	// What remains gets its own short deadline.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer ccancel()
 	if g.admin != nil {
-		errs = append(errs, g.admin.Shutdown(dctx))
+		errs = append(errs, g.admin.Shutdown(cctx))
 	}
-	errs = append(errs, g.Server.Close(dctx))
-	errs = append(errs, g.closeAll(dctx))
+	errs = append(errs, g.Server.Close(cctx))
+	errs = append(errs, g.closeAll(cctx))
 	_ = g.Log.Sync()
 	return errors.Join(errs...)
 }

@@ -42,6 +42,8 @@ type call struct {
 	trace upstream.CallTrace
 	// err is the upstream error that ended the request, if any.
 	err error
+	// pending are response headers set by filters in the request phase.
+	pending http.Header
 }
 
 type callKey struct{}
@@ -104,7 +106,15 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 // modifyResponse runs the response phase of the chain on the upstream answer.
 func (s *Server) modifyResponse(resp *http.Response) error {
 	c := callFrom(resp.Request.Context())
-	if c == nil || c.chain.Empty() || c.ran == 0 {
+	if c == nil {
+		return nil
+	}
+	for k, v := range c.pending {
+		if _, ok := resp.Header[k]; !ok {
+			resp.Header[k] = v
+		}
+	}
+	if c.chain.Empty() || c.ran == 0 {
 		return nil
 	}
 	fr := &filter.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: resp.Body, Trailer: resp.Trailer}

@@ -163,6 +163,11 @@ func (f *failing) HandleRequest(_ context.Context, x *filter.Exchange) (bool, er
 	case "deny":
 		x.Respond(http.StatusForbidden, http.Header{"Content-Type": {"application/json"}}, []byte(`{"denied":true}`))
 		return false, nil
+	case "early":
+		// Response headers set while continuing reach the client; the
+		// upstream's own value wins on a clash.
+		x.Response.Header.Set("X-Early", "1")
+		x.Response.Header.Set("X-Echo-Instance", "filter")
 	case "body":
 		b, err := x.RequestBody()
 		if err != nil {
@@ -203,6 +208,7 @@ func TestFilterChain(t *testing.T) {
   - {match: {path: {prefix: /panic}}, cluster: v1, filters: [{name: f, kind: test, config: {mode: panic}}]}
   - {match: {path: {prefix: /deny}}, cluster: v1, filters: [{name: a, kind: test, config: {mode: ok}}, {name: f, kind: test, config: {mode: deny}}]}
   - {match: {path: {prefix: /body}}, cluster: v1, filters: [{name: f, kind: test, config: {mode: body}}]}
+  - {match: {path: {prefix: /early}}, cluster: v1, filters: [{name: f, kind: test, config: {mode: early}}]}
   - {match: {path: {prefix: /hdr}}, cluster: v1, filters: [{name: h, kind: headers, config: {request_set: {x-added: yes}, response_set: {x-resp: yes}}}]}
 `, testRegistry())
 	tests := []struct {
@@ -218,6 +224,7 @@ func TestFilterChain(t *testing.T) {
 		{"/deny", 403, [2]string{"X-Seen-By", "ok"}, `{"denied":true}`},
 		{"/body", 200, [2]string{"X-Seen-By", "body"}, `wrapped:{`},
 		{"/hdr", 200, [2]string{"X-Resp", "yes"}, `"X-Added":["yes"]`},
+		{"/early", 200, [2]string{"X-Early", "1"}, `"instance":"v1"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
@@ -232,6 +239,9 @@ func TestFilterChain(t *testing.T) {
 				t.Fatalf("body %q lacks %q", raw, tc.bodyHas)
 			}
 		})
+	}
+	if resp, _, _ := e.do(t, "GET", "/early", nil, ""); resp.Header.Get("X-Echo-Instance") != "v1" {
+		t.Fatalf("upstream header lost to a filter's early header: %q", resp.Header.Get("X-Echo-Instance"))
 	}
 	_, rep, _ := e.do(t, "POST", "/body", nil, "hello")
 	if rep.Body != "" {

@@ -122,6 +122,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeResponse(w, x.Response)
 		return
 	}
+	// Response headers a filter set while continuing are sent with the
+	// upstream's answer (the upstream wins on a clash).
+	if len(x.Response.Header) > 0 {
+		c.pending = x.Response.Header
+	}
 	// Filters may have replaced the request's URL; routing decisions use the
 	// request as the chain left it.
 	r = x.Request
@@ -153,8 +158,12 @@ func (s *Server) connInfo(ctx context.Context) ConnInfo {
 func (s *Server) finish(start time.Time, r *http.Request, rec *observe.ResponseRecorder, body *observe.BodyCounter, ci ConnInfo, rt *router.Route, c *call, props *filter.Properties) {
 	took := time.Since(start)
 	status := rec.Status()
-	if rec.Hijacked() {
+	switch {
+	case rec.Hijacked():
 		status = http.StatusSwitchingProtocols
+	case status == 0:
+		// Nothing was written: the client went away first (nginx's 499).
+		status = 499
 	}
 	var in int64
 	if body != nil {

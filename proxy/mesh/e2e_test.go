@@ -515,4 +515,29 @@ func TestMeshEndToEnd(t *testing.T) {
 			t.Fatalf("%d requests, %d distinct payments certificates: rotation not exercised", ok.Load(), n)
 		}
 	})
+
+	t.Run("registry file change applies without restart", func(t *testing.T) {
+		call := func() int {
+			req, _ := http.NewRequest(http.MethodPost, "http://"+m.outbound["orders"]+"/charge", nil)
+			req.Host = "billing"
+			code, _ := do(t, plain, req)
+			return code
+		}
+		if code := call(); code != http.StatusNotFound {
+			t.Fatalf("unknown service billing: status %d, want 404", code)
+		}
+		reg, err := os.ReadFile(filepath.Join(m.dir, "services.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg = append(reg, fmt.Sprintf("  - {name: billing, spiffe_id: %q, endpoints: [%q]}\n", spiffe("payments"), m.inbound["payments"])...)
+		writeFile(t, filepath.Join(m.dir, "services.yaml"), string(reg))
+		deadline := time.Now().Add(15 * time.Second)
+		for call() != http.StatusOK {
+			if time.Now().After(deadline) {
+				t.Fatal("billing still not routed 15s after the registry file changed")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 }

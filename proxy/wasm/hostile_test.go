@@ -55,7 +55,8 @@ func healthy(t testing.TB, p *plugin) {
 
 func TestHostileGuests(t *testing.T) {
 	h, _ := testHost(t, HostOptions{CallTimeout: hostileTimeout, PoolSize: 2, PoolWait: 5 * time.Second})
-	p := buildGuest(t, h, guestHostile, withName("hostile"))
+	// A small memory limit so "grow" hits it well within the call timeout.
+	p := buildGuest(t, h, guestHostile, withName("hostile"), withSettings("memory_limit_mib", "8"))
 	if !p.stateless {
 		t.Fatal("hostile guest declared itself stateless")
 	}
