@@ -197,7 +197,8 @@ func (m *testMesh) start(t *testing.T, name string) {
 	if err != nil {
 		t.Fatalf("gateway %s: %v", name, err)
 	}
-	if err := g.Start(ctx); err != nil {
+	// Start's context lives as long as the gateway (the file watcher uses it).
+	if err := g.Start(context.Background()); err != nil {
 		t.Fatalf("gateway %s start: %v", name, err)
 	}
 	t.Cleanup(func() {
