@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wasmgate/wasmgate/proxy/filter"
+	"github.com/wasmgate/wasmgate/proxy/listener"
 	"github.com/wasmgate/wasmgate/proxy/router"
 	"github.com/wasmgate/wasmgate/proxy/upstream"
 )
@@ -44,6 +45,9 @@ type call struct {
 	err error
 	// pending are response headers set by filters in the request phase.
 	pending http.Header
+	// in is the client's request body, closed when the upstream's h2/h3
+	// answer ends (see closeInOnEOF).
+	in io.ReadCloser
 }
 
 type callKey struct{}
@@ -109,6 +113,11 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	if c == nil {
 		return nil
 	}
+	// The upstream's Alt-Svc names the upstream's ports, not ours.
+	resp.Header.Del("Alt-Svc")
+	if c.in != nil && resp.Request.ProtoMajor >= 2 {
+		resp.Body = &closeInOnEOF{ReadCloser: resp.Body, in: c.in}
+	}
 	for k, v := range c.pending {
 		if _, ok := resp.Header[k]; !ok {
 			resp.Header[k] = v
@@ -139,8 +148,12 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	status := upstream.StatusFor(err)
 	var he *HTTPError
-	if errors.As(err, &he) {
+	switch {
+	case errors.As(err, &he):
 		status = he.Status
+	case listener.IsBodyError(err):
+		// The client's body was malformed or cut: its fault, not the upstream's.
+		status = http.StatusBadRequest
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; nobody reads the answer. 499 as nginx does.
@@ -170,7 +183,26 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	for k, v := range h {
 		w.Header()[k] = v
 	}
-	writeError(w, status, http.StatusText(status))
+	writeErrorFor(w, r, status, http.StatusText(status))
+}
+
+// closeInOnEOF closes the client's request body when the upstream's answer
+// has been read to its end. A bidirectional h2 stream (gRPC) that the server
+// ends would otherwise leave the transport waiting for a request body that
+// the client never closes, and the trailers would never go out.
+type closeInOnEOF struct {
+	io.ReadCloser
+	in   io.ReadCloser
+	done bool
+}
+
+func (c *closeInOnEOF) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if err == io.EOF && !c.done {
+		c.done = true
+		_ = c.in.Close()
+	}
+	return n, err
 }
 
 // writeResponse writes a filter.Response (local answer) to w.
@@ -194,6 +226,49 @@ func writeResponse(w http.ResponseWriter, resp *filter.Response) {
 		_, _ = io.Copy(w, resp.Body)
 		_ = resp.Body.Close()
 	}
+}
+
+// writeErrorFor writes the proxy's error in the form the client speaks:
+// a gRPC status (trailers-only answer) for gRPC requests, JSON otherwise.
+func writeErrorFor(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	if isGRPC(r) {
+		h := w.Header()
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", strconv.Itoa(grpcCode(status)))
+		h.Set("Grpc-Message", msg)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	writeError(w, status, msg)
+}
+
+func isGRPC(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return len(ct) >= 16 && ct[:16] == "application/grpc"
+}
+
+// grpcCode maps an HTTP status to a gRPC status code as gRPC's own
+// HTTP-to-gRPC mapping does.
+func grpcCode(status int) int {
+	switch status {
+	case http.StatusBadRequest:
+		return 13 // INTERNAL
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case http.StatusNotFound:
+		return 12 // UNIMPLEMENTED
+	case http.StatusTooManyRequests:
+		return 8 // RESOURCE_EXHAUSTED
+	case http.StatusBadGateway, http.StatusServiceUnavailable:
+		return 14 // UNAVAILABLE
+	case http.StatusGatewayTimeout:
+		return 4 // DEADLINE_EXCEEDED
+	case 499:
+		return 1 // CANCELLED
+	}
+	return 13
 }
 
 // writeError writes the proxy's JSON error body.

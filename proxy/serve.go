@@ -88,7 +88,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var c *call
 	defer func() { s.finish(start, r, rec, body, ci, rt, c, &props) }()
 	if rt == nil {
-		writeError(w, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
+		writeErrorFor(w, r, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
 		return
 	}
 	props.Route = rt.Name
@@ -140,6 +140,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p := rt.RewritePath(r.URL.Path)
 		r.URL.Path = p
 		r.URL.RawPath = ""
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		c.in = r.Body
 	}
 	ctx = context.WithValue(ctx, callKey{}, c)
 	ctx = upstream.WithCallOptions(ctx, upstream.CallOptions{Retry: rt.Config.Retry, Timeout: rt.Config.Timeout, Trace: &c.trace})
