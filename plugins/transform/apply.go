@@ -64,7 +64,9 @@ func (p *program) rewriteURI(uri string, l *lookup) (string, bool) {
 	}
 	path, rawQuery, hasQuery := strings.Cut(uri, "?")
 	if p.path != nil && p.path.re.MatchString(path) {
-		repl := p.path.tmpl.expand(l, func(v string) string { return strings.ReplaceAll(v, "$", "$$") })
+		// Expanded values are path-escaped (a value cannot add a query or
+		// segments) and literal for the regex ("$" is not a capture).
+		repl := p.path.tmpl.expand(l, func(v string) string { return strings.ReplaceAll(url.PathEscape(v), "$", "$$") })
 		path = p.path.re.ReplaceAllString(path, repl)
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path

@@ -93,6 +93,7 @@ func TestRewriteURI(t *testing.T) {
 		{"captures", `{"request":{"path":{"regex":"^/v1/users/([0-9]+)$","replacement":"/api/users/$1/profile"}}}`, "/v1/users/42?x=1", "/api/users/42/profile?x=1"},
 		{"named capture and template", `{"request":{"path":{"regex":"^/v1/(?P<rest>.*)$","replacement":"/${consumer}/${rest}"}}}`, "/v1/a/b", "/acme/a/b"},
 		{"template dollar is literal", `{"request":{"path":{"regex":"^/(.*)$","replacement":"/${value.custom}/$1"}}}`, "/x", "/c$1/x"},
+		{"template value is path-escaped", `{"request":{"path":{"regex":"^/(.*)$","replacement":"/${header.x-client}/$1"}}}`, "/x", "/cli%0D%0AInjected:%20yes/x"},
 		{"no match keeps uri", `{"request":{"path":{"regex":"^/v2/(.*)$","replacement":"/$1"}}}`, "/v1/a", "/v1/a"},
 		{"query ops", `{"request":{"query":{"remove":["debug"],"set":{"who":"${jwt.sub}"},"add":{"tag":"b"}}}}`, "/p?debug=1&tag=a&z=2", "/p?tag=a&tag=b&who=alice&z=2"},
 		{"query all removed", `{"request":{"query":{"remove":["a"]}}}`, "/p?a=1", "/p"},
