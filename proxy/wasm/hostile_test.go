@@ -176,9 +176,9 @@ func TestHostileTrapsReplaced(t *testing.T) {
 	h, _ := testHost(t, HostOptions{CallTimeout: slow, PoolSize: 2, PoolWait: 10 * time.Second})
 	p := buildGuest(t, h, guestHostile)
 	c := hostileChain(p, filter.FailClosed)
-	n := 60
+	n := 24 // each replacement instantiates a Go guest (slow under -race)
 	if testing.Short() {
-		n = 15
+		n = 8
 	}
 	healthy(t, p)
 	waitFull(t, p)

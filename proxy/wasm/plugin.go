@@ -349,12 +349,14 @@ func (p *plugin) call(i *instance, fn api.Function, x *filter.Exchange, st *reqS
 	reason := "trap"
 	var exit *sys.ExitError
 	switch {
+	case uint64(i.mem.Size())+64<<10 > uint64(p.rt.pages)*65536:
+		// A guest at its memory limit either trapped on a failed
+		// memory.grow or thrashed its GC until the deadline.
+		reason = "memory limit"
+		p.stats.traps.Add(1)
 	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded:
 		reason = "timeout"
 		p.stats.timeouts.Add(1)
-	case uint64(i.mem.Size())+64<<10 > uint64(p.rt.pages)*65536:
-		reason = "memory limit"
-		p.stats.traps.Add(1)
 	default:
 		p.stats.traps.Add(1)
 	}

@@ -28,7 +28,10 @@ func getPropertyRaw(name, nameLen, buf, limit uint32) uint64
 //go:wasmimport wasmgate counter_incr
 func counterIncrRaw(key, keyLen uint32, delta, window int64, out uint32) uint32
 
-var hoard [][]byte
+var (
+	hoard [][]byte
+	big   = strings.Repeat("x", 64<<10)
+)
 
 func init() { hw.DeclareStateless() }
 
@@ -52,7 +55,6 @@ func handleRequest() uint64 {
 	case "trap-resp", "loop-resp":
 		return 1<<32 | 1
 	case "bigheader":
-		big := strings.Repeat("x", 64<<10)
 		for i := 0; i < 64; i++ { // 4 MiB: over the per-call budget
 			hw.AddHeader(0, "X-Big", big)
 		}
