@@ -10,8 +10,24 @@ import (
 // anything. Every other character matches itself. It runs in
 // O(len(pattern) * len(s)) time with no recursion.
 func globMatch(pattern, s string, sep byte) bool {
-	if !strings.Contains(pattern, "*") {
+	first := strings.IndexByte(pattern, '*')
+	if first < 0 {
 		return pattern == s
+	}
+	// Literal head and tail first: most mismatches end here, and most
+	// matches ("/v1/**", "spiffe://td/ns/x/sa/*") need no table at all.
+	if !strings.HasPrefix(s, pattern[:first]) {
+		return false
+	}
+	pattern, s = pattern[first:], s[first:]
+	last := strings.LastIndexByte(pattern, '*')
+	tail := pattern[last+1:]
+	if len(tail) > len(s) || !strings.HasSuffix(s, tail) {
+		return false
+	}
+	pattern, s = pattern[:last+1], s[:len(s)-len(tail)]
+	if strings.Trim(pattern, "*") == "" {
+		return sep == 0 || strings.Contains(pattern, "**") || strings.IndexByte(s, sep) < 0
 	}
 	// next[i] holds whether the rest of the pattern matches s[i:].
 	next := make([]bool, len(s)+1)

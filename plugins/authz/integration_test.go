@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +103,26 @@ func TestIntegration(t *testing.T) {
 	}
 	if err := env.ReloadError(t, strings.Replace(chain(false), "action: deny", "action: block", 1)); err == nil || !strings.Contains(err.Error(), `rules[0].action: "block"`) {
 		t.Fatalf("reload with a bad rule: %v", err)
+	}
+}
+
+// BenchmarkWasm measures authz per request inside the Wasm host: eight
+// rules, the request allowed by the last one.
+func BenchmarkWasm(b *testing.B) {
+	var rules []string
+	for i := 0; i < 7; i++ {
+		rules = append(rules, `{"action":"allow","roles":["r`+strconv.Itoa(i)+`"],"paths":["/admin/**"]}`)
+	}
+	rules = append(rules, `{"name":"readers","action":"allow","methods":["GET"],"path_prefixes":["/v1/"]}`)
+	c := plugintest.NewChain(b, plugintest.Filter{Plugin: "authz", Config: `{"rules":[` + strings.Join(rules, ",") + `]}`})
+	ctx := context.Background()
+	r, _ := http.NewRequest("GET", "http://example.test/v1/orders/42", nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.Header = http.Header{"Accept": {"*/*"}}
+		if next, status := plugintest.RunChain(ctx, c, r); !next {
+			b.Fatalf("refused: %d", status)
+		}
 	}
 }
