@@ -168,14 +168,15 @@ func (k *keyring) lookup(presented string) (*entry, bool) {
 
 // extract finds the presented key: the header first, then the query
 // parameter. from is "header", "query" or "" when there is none.
-func (k *keyring) extract(header func(string) string, rawQuery string) (key, from string) {
+// rawQuery is only called when a query parameter is configured.
+func (k *keyring) extract(header func(string) string, rawQuery func() string) (key, from string) {
 	if k.header != "" {
 		if v := strings.TrimSpace(header(k.header)); v != "" {
 			return v, "header"
 		}
 	}
-	if k.query != "" && rawQuery != "" {
-		if q, _ := url.ParseQuery(rawQuery); q.Get(k.query) != "" {
+	if k.query != "" {
+		if q, _ := url.ParseQuery(rawQuery()); q.Get(k.query) != "" {
 			return q.Get(k.query), "query"
 		}
 	}

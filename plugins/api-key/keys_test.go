@@ -60,7 +60,7 @@ func TestExtract(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			key, src := k.extract(func(n string) string { return tt.headers[n] }, tt.query)
+			key, src := k.extract(func(n string) string { return tt.headers[n] }, func() string { return tt.query })
 			if key != tt.key || src != tt.src {
 				t.Fatalf("extract = %q %q", key, src)
 			}

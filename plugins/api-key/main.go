@@ -39,7 +39,7 @@ func (p *plugin) OnRequest(req sdk.Request, resp sdk.Response) sdk.Action {
 	if k.tierHeader != "" {
 		h.Del(k.tierHeader)
 	}
-	key, from := k.extract(h.Get, req.RawQuery())
+	key, from := k.extract(h.Get, req.RawQuery)
 	if key == "" {
 		if k.optional {
 			return sdk.Continue
