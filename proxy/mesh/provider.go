@@ -73,19 +73,24 @@ func (p *Provider) abs(f string) string {
 }
 
 // UpstreamTLS is the upstream hook: for a cluster whose tls sets spiffe_id
-// it returns a client config that presents cert_file/key_file and accepts
-// only a server that chains to ca_file and carries exactly that SPIFFE ID.
-// Other clusters get (nil, nil).
+// and a client certificate (cert_file) it returns a client config that
+// presents cert_file/key_file, rotated from disk, and accepts only a server
+// that chains to ca_file (also rotated) and carries exactly that SPIFFE ID.
+// Other clusters, including spiffe_id without a client certificate, get
+// (nil, nil): the upstream's own tls handling applies to them.
 func (p *Provider) UpstreamTLS(cl config.Cluster) (*tls.Config, error) {
 	t := cl.TLS
-	if t == nil || t.SPIFFEID == "" {
+	if t == nil || t.SPIFFEID == "" || t.CertFile == "" {
 		return nil, nil
 	}
 	if _, err := ParseID(t.SPIFFEID); err != nil {
 		return nil, fmt.Errorf("mesh: cluster %q: %w", cl.Name, err)
 	}
-	if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
-		return nil, fmt.Errorf("mesh: cluster %q: tls.spiffe_id needs cert_file, key_file and ca_file", cl.Name)
+	if t.KeyFile == "" || t.CAFile == "" {
+		return nil, fmt.Errorf("mesh: cluster %q: tls.spiffe_id with cert_file needs key_file and ca_file", cl.Name)
+	}
+	if t.InsecureSkipVerify {
+		return nil, fmt.Errorf("mesh: cluster %q: tls.spiffe_id and insecure_skip_verify contradict each other", cl.Name)
 	}
 	s, err := p.Source(t.CertFile, t.KeyFile, t.CAFile)
 	if err != nil {

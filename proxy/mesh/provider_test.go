@@ -36,6 +36,11 @@ func TestProvider(t *testing.T) {
 	if _, err := p.UpstreamTLS(bad); err == nil {
 		t.Fatal("mesh cluster without key and ca accepted")
 	}
+	serverOnly := mcl
+	serverOnly.TLS = &config.UpstreamTLS{SPIFFEID: svcID("payments"), CAFile: "orders/bundle.pem"}
+	if c, err := p.UpstreamTLS(serverOnly); c != nil || err != nil {
+		t.Fatalf("spiffe_id without client certificate: %v, %v; want nil, nil (upstream's own tls)", c, err)
+	}
 
 	l := config.Listener{Name: "in", TLS: &config.ListenerTLS{
 		Certs: []config.Cert{{CertFile: "orders/cert.pem", KeyFile: "orders/key.pem"}}, ClientCAFile: "orders/bundle.pem",

@@ -275,7 +275,7 @@ func (s *Source) reloadLogged() {
 }
 
 // changed reports whether any file's size or mtime differs from the loaded
-// identity's, or the last reload failed.
+// identity's (so a failed reload is retried at every poll until it succeeds).
 func (s *Source) changed() bool {
 	m := s.cur.Load()
 	for i, f := range []string{s.opts.CertFile, s.opts.KeyFile, s.opts.BundleFile} {
