@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
@@ -185,6 +186,12 @@ func (i *instance) initialize(ctx context.Context) error {
 // call runs one guest export within the plugin's call timeout. Bodies
 // written with write_body are flushed to the exchange when it returns.
 func (i *instance) call(fn api.Function, x *filter.Exchange, st *reqState, ph phase) error {
+	if x.Response == nil {
+		x.Response = &filter.Response{StatusCode: http.StatusOK, Header: make(http.Header)}
+	}
+	if x.Response.Header == nil {
+		x.Response.Header = make(http.Header)
+	}
 	i.x, i.st, i.phase = x, st, ph
 	i.violation, i.hdrBytes = nil, 0
 	st.reqWritten, st.respWritten = false, false

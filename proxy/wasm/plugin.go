@@ -304,9 +304,6 @@ func (p *plugin) HandleResponse(ctx context.Context, x *filter.Exchange) error {
 			return fmt.Errorf("wasm: plugin %q: buffer response body: %w", p.name, err)
 		}
 	}
-	if x.Response == nil {
-		x.Response = &filter.Response{StatusCode: 502, Header: make(map[string][]string)}
-	}
 	i.stack[0] = uint64(st.reqCtx)
 	i.stack[1] = 0
 	if x.IsError {
