@@ -37,7 +37,7 @@ type testMesh struct {
 	gateways map[string]*proxy.Gateway
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,7 +48,7 @@ func freePort(t *testing.T) string {
 }
 
 // serveApp serves h on a fresh loopback port until the test ends.
-func serveApp(t *testing.T, h http.Handler) string {
+func serveApp(t testing.TB, h http.Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,7 +61,7 @@ func serveApp(t *testing.T, h http.Handler) string {
 	return ln.Addr().String()
 }
 
-func writeFile(t *testing.T, path, body string) {
+func writeFile(t testing.TB, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
@@ -185,30 +185,36 @@ func (m *testMesh) issue(t *testing.T, svc string) {
 
 func (m *testMesh) start(t *testing.T, name string) {
 	t.Helper()
+	m.gateways[name] = startGateway(t, filepath.Join(m.dir, name+".yaml"))
+}
+
+// startGateway runs a wasmgate gateway on config until the test ends.
+func startGateway(t testing.TB, config string) *proxy.Gateway {
+	t.Helper()
 	// Generous: on a cold compilation cache under -race, compiling the
 	// plugins dominates (they are compiled once and cached for the suite).
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	g, err := proxy.NewGateway(ctx, proxy.GatewayOptions{
-		ConfigPath:   filepath.Join(m.dir, name+".yaml"),
+		ConfigPath:   config,
 		LogOutput:    io.Discard,
 		AccessOutput: io.Discard,
 	})
 	if err != nil {
-		t.Fatalf("gateway %s: %v", name, err)
+		t.Fatalf("gateway %s: %v", config, err)
 	}
 	// Start's context lives as long as the gateway (the file watcher uses it).
 	if err := g.Start(context.Background()); err != nil {
-		t.Fatalf("gateway %s start: %v", name, err)
+		t.Fatalf("gateway %s start: %v", config, err)
 	}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := g.Shutdown(sctx); err != nil {
-			t.Errorf("gateway %s shutdown: %v", name, err)
+			t.Errorf("gateway %s shutdown: %v", config, err)
 		}
 	})
-	m.gateways[name] = g
+	return g
 }
 
 // identity returns a Source for svc's identity files (following rotations).
@@ -252,7 +258,7 @@ func client(conf *tls.Config, keepAlive bool) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
-func connections(t *testing.T, g *proxy.Gateway, listener string) float64 {
+func connections(t testing.TB, g *proxy.Gateway, listener string) float64 {
 	t.Helper()
 	mfs, err := g.Registry.Gather()
 	if err != nil {
