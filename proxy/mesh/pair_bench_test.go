@@ -49,7 +49,7 @@ clusters: [{name: app, endpoints: [%q]}]
   cert_file: %s/cert.pem
   key_file: %s/key.pem
   bundle_file: %s/bundle.pem
-%s  services: [{name: payments, endpoints: [%q], cluster: {protocol: http1}}]
+%s  services: [{name: payments, endpoints: [%q]}]
 `, common, td, svc, svc, svc, svc, side, inbound)
 	}
 	writeFile(b, filepath.Join(dir, "payments.yaml"), sidecar("payments", fmt.Sprintf("  inbound: {address: %q, app: %q}\n", inbound, app)))
