@@ -376,8 +376,18 @@ func hGetHeaderValues(i *instance, s []uint64) {
 	}
 }
 
+// headerOp names a header function in violation messages (no string
+// building on the hot path).
+type headerOp struct{ fn, name, value string }
+
+var (
+	opSet    = headerOp{"set_header_value", "set_header_value name", "set_header_value value"}
+	opAdd    = headerOp{"add_header_value", "add_header_value name", "add_header_value value"}
+	opRemove = headerOp{"remove_header", "remove_header name", ""}
+)
+
 // headerArgs reads and checks (kind, name, name_len, value, value_len).
-func (i *instance) headerArgs(s []uint64, what string, withValue bool) (h http.Header, kind abi.HeaderKind, name, value []byte, ok bool) {
+func (i *instance) headerArgs(s []uint64, what headerOp, withValue bool) (h http.Header, kind abi.HeaderKind, name, value []byte, ok bool) {
 	if i.violation != nil {
 		return nil, 0, nil, nil, false
 	}
@@ -385,31 +395,31 @@ func (i *instance) headerArgs(s []uint64, what string, withValue bool) (h http.H
 	if h, ok = i.headers(uint32(kind), true); !ok {
 		return nil, 0, nil, nil, false
 	}
-	if name, ok = i.read(uint32(s[1]), uint32(s[2]), what+" name"); !ok {
+	if name, ok = i.read(uint32(s[1]), uint32(s[2]), what.name); !ok {
 		return nil, 0, nil, nil, false
 	}
 	if withValue {
-		if value, ok = i.read(uint32(s[3]), uint32(s[4]), what+" value"); !ok {
+		if value, ok = i.read(uint32(s[3]), uint32(s[4]), what.value); !ok {
 			return nil, 0, nil, nil, false
 		}
 	}
 	i.hdrBytes += len(name) + len(value)
 	switch {
 	case i.hdrBytes > maxHeaderWrite:
-		i.violate("%s: more than %d header bytes written in one call", what, maxHeaderWrite)
+		i.violate("%s: more than %d header bytes written in one call", what.fn, maxHeaderWrite)
 		return nil, 0, nil, nil, false
 	case len(name) == 0 || !validToken(name):
-		i.violate("%s: invalid header name %q", what, clip(name))
+		i.violate("%s: invalid header name %q", what.fn, clip(name))
 		return nil, 0, nil, nil, false
 	case withValue && !validValue(value):
-		i.violate("%s: invalid value for header %q", what, clip(name))
+		i.violate("%s: invalid value for header %q", what.fn, clip(name))
 		return nil, 0, nil, nil, false
 	}
 	return h, kind, name, value, true
 }
 
 func hSetHeaderValue(i *instance, s []uint64) {
-	h, kind, name, value, ok := i.headerArgs(s, "set_header_value", true)
+	h, kind, name, value, ok := i.headerArgs(s, opSet, true)
 	if !ok {
 		return
 	}
@@ -421,7 +431,7 @@ func hSetHeaderValue(i *instance, s []uint64) {
 }
 
 func hAddHeaderValue(i *instance, s []uint64) {
-	h, kind, name, value, ok := i.headerArgs(s, "add_header_value", true)
+	h, kind, name, value, ok := i.headerArgs(s, opAdd, true)
 	if !ok {
 		return
 	}
@@ -434,7 +444,7 @@ func hAddHeaderValue(i *instance, s []uint64) {
 }
 
 func hRemoveHeader(i *instance, s []uint64) {
-	h, _, name, _, ok := i.headerArgs(s, "remove_header", false)
+	h, _, name, _, ok := i.headerArgs(s, opRemove, false)
 	if !ok {
 		return
 	}
