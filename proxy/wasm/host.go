@@ -315,6 +315,17 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	h.runtimes = map[uint32]*runtimeEntry{}
 	h.modules = map[moduleKey]*compiled{}
+	for _, v := range h.gvecs {
+		switch {
+		case v.cv != nil:
+			h.reg.Unregister(v.cv)
+		case v.gv != nil:
+			h.reg.Unregister(v.gv)
+		case v.hv != nil:
+			h.reg.Unregister(v.hv)
+		}
+	}
+	h.gvecs = map[string]*guestVec{}
 	h.mu.Unlock()
 	errs = append(errs, h.cache.Close(ctx))
 	h.reg.Unregister(collector{h})

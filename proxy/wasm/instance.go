@@ -192,6 +192,9 @@ func (i *instance) call(fn api.Function, x *filter.Exchange, st *reqState, ph ph
 	if x.Response.Header == nil {
 		x.Response.Header = make(http.Header)
 	}
+	if x.Request.Header == nil {
+		x.Request.Header = make(http.Header)
+	}
 	i.x, i.st, i.phase = x, st, ph
 	i.violation, i.hdrBytes = nil, 0
 	st.reqWritten, st.respWritten = false, false

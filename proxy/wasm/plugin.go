@@ -209,7 +209,7 @@ func (h *Host) recordBuild(name, path, source string, err error) {
 	}
 	h.failures[path] = failure{name: name, path: path, source: source, err: err.Error(), at: time.Now()}
 	if s, ok := h.stats[name]; ok {
-		s.lastErr, s.lastErrAt = err.Error(), time.Now().UnixNano()
+		s.setErr(err.Error(), time.Now().UnixNano())
 	}
 }
 
