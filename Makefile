@@ -31,5 +31,8 @@ test: vet plugins
 bench: build
 	$(GO) run ./bench
 
+mesh-demo: build
+	GO=$(GO) scripts/mesh-demo.sh
+
 clean:
 	rm -rf build .wasmgate-demo

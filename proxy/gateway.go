@@ -184,7 +184,8 @@ func (g *Gateway) watchPaths(snap *Snapshot) []string {
 }
 
 // Start binds the listeners and the admin API and starts watching files.
-// A bind error stops everything already started and is returned.
+// ctx bounds starting up only; everything runs until Shutdown. A bind error
+// stops everything already started and is returned.
 func (g *Gateway) Start(ctx context.Context) (err error) {
 	snap := g.Server.Snapshot()
 	cfg := snap.Config
@@ -246,7 +247,9 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	if err := g.watcher.SetPaths(g.watchPaths(snap)); err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
-	if err := g.watcher.Start(ctx); err != nil {
+	// The watcher lives until Shutdown, not until ctx (which only bounds
+	// starting up).
+	if err := g.watcher.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
 	return nil
