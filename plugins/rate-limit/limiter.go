@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -59,32 +58,54 @@ type increment struct {
 	window time.Duration
 }
 
+// scratch is working memory for keys and header values, reused from call
+// to call (a guest instance runs one call at a time): allocation is dear in
+// a Go Wasm guest, so the hot path builds its strings here. Strings made
+// from it with hostString are only valid until the next reset.
+type scratch struct {
+	keys   []byte
+	policy []byte
+	value  []byte
+}
+
+func (s *scratch) reset() {
+	if s.keys == nil {
+		s.keys = make([]byte, 0, 512)
+		s.policy = make([]byte, 0, 64)
+		s.value = make([]byte, 0, 128)
+	}
+	s.keys, s.policy, s.value = s.keys[:0], s.policy[:0], s.value[:0]
+}
+
+// appendPolicy adds one limit to the RateLimit-Policy value.
+func (s *scratch) appendPolicy(quota int64, w time.Duration) {
+	if len(s.policy) > 0 {
+		s.policy = append(s.policy, ", "...)
+	}
+	s.policy = strconv.AppendInt(s.policy, quota, 10)
+	s.policy = append(s.policy, ";w="...)
+	s.policy = strconv.AppendInt(s.policy, int64(math.Ceil(w.Seconds())), 10)
+}
+
 // decide applies the plan's limits to one request at now. Each limit is a
 // sliding window approximated from two fixed windows: the count of the
 // current window plus the previous window's count weighted by the share of
 // it still inside the sliding window. The request is counted first (one
 // atomic increment) and refunded when any limit denies, so denied requests
-// do not use up quota and concurrent requests cannot overshoot.
-func decide(p *plan, c counters, now time.Time, req lookup) decision {
-	var incs [4]increment
+// do not use up quota and concurrent requests cannot overshoot. The
+// decision's policy aliases s.
+func decide(p *plan, c counters, now time.Time, req lookup, s *scratch) decision {
+	s.reset()
+	var incs [8]increment
 	done := incs[:0]
-	refund := func() {
-		for _, in := range done {
-			_, _ = c.Incr(in.key, -1, in.window)
-		}
-	}
 	d := decision{allowed: true}
-	var policy strings.Builder
 	tier, hasTier := "", false
 	if p.needTier {
 		tier, hasTier = req.Value(p.tierValue)
 	}
+	nowNs := now.UnixNano()
 	for i := range p.limits {
 		l := &p.limits[i]
-		kv, ok := buildKey(l, req)
-		if !ok {
-			continue
-		}
 		quota := l.requests
 		if hasTier {
 			if n, ok := l.tiers[tier]; ok {
@@ -94,22 +115,35 @@ func decide(p *plan, c counters, now time.Time, req lookup) decision {
 		if quota == 0 { // tiers only, and this client has none of them
 			continue
 		}
+		start := len(s.keys)
+		if !appendKey(s, l, req) {
+			s.keys = s.keys[:start]
+			continue
+		}
 		w := l.window
-		nowNs := now.UnixNano()
 		idx := nowNs / int64(w)
 		elapsed := time.Duration(nowNs - idx*int64(w))
-		base := l.prefix + kv + ":"
-		curKey := base + strconv.FormatInt(idx, 10)
-		prevKey := base + strconv.FormatInt(idx-1, 10)
 		ttl := 2 * w // the current window is read as "previous" during the next one
+
+		// "local:" + base + idx, then "local:" + base + (idx-1): the keys
+		// without the local prefix are suffixes of these.
+		curAt := len(s.keys)
+		s.keys = append(s.keys, localPrefix...)
+		s.keys = append(s.keys, s.keys[start:curAt]...)
+		s.keys = strconv.AppendInt(s.keys, idx, 10)
+		prevAt := len(s.keys)
+		s.keys = append(s.keys, s.keys[curAt:curAt+len(localPrefix)+curAt-start]...)
+		s.keys = strconv.AppendInt(s.keys, idx-1, 10)
+		localCur, localPrev := hostString(s.keys[curAt:prevAt]), hostString(s.keys[prevAt:])
+		curKey, prevKey := localCur[len(localPrefix):], localPrev[len(localPrefix):]
 
 		cur, err := c.Incr(curKey, 1, ttl)
 		if err != nil {
 			if l.failClosed {
-				refund()
+				refund(c, done)
 				return decision{failed: true, status: l.failureStatus, name: l.name, retryAfter: time.Second}
 			}
-			curKey, prevKey = localPrefix+curKey, localPrefix+prevKey
+			curKey, prevKey = localCur, localPrev
 			if cur, err = c.Incr(curKey, 1, ttl); err != nil {
 				d.storeErrors++
 				continue
@@ -124,19 +158,14 @@ func decide(p *plan, c counters, now time.Time, req lookup) decision {
 		}
 		weight := float64(w-elapsed) / float64(w)
 		est := float64(cur) + float64(prev)*weight
-		if policy.Len() > 0 {
-			policy.WriteString(", ")
-		}
-		policy.WriteString(strconv.FormatInt(quota, 10))
-		policy.WriteString(";w=")
-		policy.WriteString(strconv.FormatInt(int64(math.Ceil(w.Seconds())), 10))
+		s.appendPolicy(quota, w)
 		if est > float64(quota) {
-			refund()
+			refund(c, done)
 			retry := retryAfter(quota, cur-1, prev, elapsed, w)
 			return decision{
 				status: p.status, name: l.name, reported: true,
 				limit: quota, remaining: 0, reset: retry, retryAfter: retry,
-				policy: policy.String(), storeErrors: d.storeErrors,
+				policy: hostString(s.policy), storeErrors: d.storeErrors,
 			}
 		}
 		remaining := max(int64(math.Floor(float64(quota)-est)), 0)
@@ -145,8 +174,15 @@ func decide(p *plan, c counters, now time.Time, req lookup) decision {
 			d.limit, d.remaining, d.reset = quota, remaining, w-elapsed
 		}
 	}
-	d.policy = policy.String()
+	d.policy = hostString(s.policy)
 	return d
+}
+
+// refund takes back the increments of a request that is not let through.
+func refund(c counters, done []increment) {
+	for _, in := range done {
+		_, _ = c.Incr(in.key, -1, in.window)
+	}
 }
 
 // retryAfter is how long a client denied at elapsed into a window must wait
@@ -171,29 +207,33 @@ func retryAfter(quota, count, prev int64, elapsed, w time.Duration) time.Duratio
 	return max(left+next, time.Second)
 }
 
-// buildKey builds the limit's key for the request; false means the limit
-// does not apply (a key part is missing and on_missing is skip).
-func buildKey(l *limit, req lookup) (string, bool) {
-	var b strings.Builder
+// appendKey appends the limit's counter key base for the request to s.keys:
+// "rate-limit:<name>:<key>:". False means the limit does not apply (a key
+// part is missing and on_missing is skip).
+func appendKey(s *scratch, l *limit, req lookup) bool {
+	s.keys = append(s.keys, l.prefix...)
+	from := len(s.keys)
 	for _, kp := range l.key {
 		v, ok := req.Part(kp)
 		if !ok || v == "" {
 			if l.skipMissing {
-				return "", false
+				return false
 			}
-			b.WriteByte('~') // cannot collide: present parts start with a digit
+			s.keys = append(s.keys, '~') // cannot collide: present parts start with a digit
 			continue
 		}
 		// Length-prefixed, so no value can forge another combination.
-		b.WriteString(strconv.Itoa(len(v)))
-		b.WriteByte('.')
-		b.WriteString(v)
+		s.keys = strconv.AppendInt(s.keys, int64(len(v)), 10)
+		s.keys = append(s.keys, '.')
+		s.keys = append(s.keys, v...)
 	}
-	if b.Len() > maxKeyLen {
-		sum := sha256.Sum256([]byte(b.String()))
-		return "h" + hex.EncodeToString(sum[:16]), true
+	if len(s.keys)-from > maxKeyLen {
+		sum := sha256.Sum256(s.keys[from:])
+		s.keys = append(s.keys[:from], 'h')
+		s.keys = hex.AppendEncode(s.keys, sum[:16])
 	}
-	return b.String(), true
+	s.keys = append(s.keys, ':')
+	return true
 }
 
 // seconds rounds d up to whole seconds, at least 1, for headers.

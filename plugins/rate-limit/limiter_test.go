@@ -104,7 +104,7 @@ func TestFailurePolicies(t *testing.T) {
 			}
 			allowed := 0
 			for range 5 {
-				d := decide(p, c, now, req)
+				d := decide(p, c, now, req, &scratch{})
 				if d.failed != tc.wantFailed {
 					t.Fatalf("failed = %v", d.failed)
 				}
@@ -159,9 +159,10 @@ func TestRetryAfterIsEnough(t *testing.T) {
 	for start := time.Duration(0); start < 20*time.Second; start += 700 * time.Millisecond {
 		c := newMemCounters()
 		now := base.Add(start)
+		sc := &scratch{}
 		var d decision
 		for range 30 {
-			if d = decide(p, c, now, mapLookup{ip: "1"}); !d.allowed {
+			if d = decide(p, c, now, mapLookup{ip: "1"}, sc); !d.allowed {
 				break
 			}
 			now = now.Add(50 * time.Millisecond)
@@ -169,7 +170,7 @@ func TestRetryAfterIsEnough(t *testing.T) {
 		if d.allowed {
 			t.Fatalf("start %v: never denied", start)
 		}
-		if d := decide(p, c, now.Add(time.Duration(seconds(d.retryAfter))*time.Second), mapLookup{ip: "1"}); !d.allowed {
+		if d := decide(p, c, now.Add(time.Duration(seconds(d.retryAfter))*time.Second), mapLookup{ip: "1"}, sc); !d.allowed {
 			t.Fatalf("start %v: denied again after Retry-After", start)
 		}
 	}
@@ -187,11 +188,14 @@ func TestKeyEncoding(t *testing.T) {
 		{"A": strings.Repeat("a", 200)},
 		{"A": strings.Repeat("a", 201)},
 	} {
-		k, ok := buildKey(l, mapLookup{hdr: h})
+		sc := &scratch{}
+		sc.reset()
+		ok := appendKey(sc, l, mapLookup{hdr: h})
+		k := string(sc.keys)
 		if !ok {
 			t.Fatalf("%v: skipped", h)
 		}
-		if len(k) > maxKeyLen {
+		if len(k) > maxKeyLen+2 { // ":" and the "h" of a hash
 			t.Fatalf("%v: key of %d bytes", h, len(k))
 		}
 		if prev, dup := seen[k]; dup {
@@ -200,7 +204,9 @@ func TestKeyEncoding(t *testing.T) {
 		seen[k] = strings.Join([]string{h["A"], h["B"]}, ",")
 	}
 	l.skipMissing = true
-	if _, ok := buildKey(l, mapLookup{hdr: map[string]string{"A": "x"}}); ok {
+	sc := &scratch{}
+	sc.reset()
+	if appendKey(sc, l, mapLookup{hdr: map[string]string{"A": "x"}}) {
 		t.Fatal("missing part with on_missing skip was not skipped")
 	}
 }
@@ -215,8 +221,9 @@ func TestConcurrentExact(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
+			sc := &scratch{}
 			for range 50 {
-				if decide(p, c, now, mapLookup{ip: "1"}).allowed {
+				if decide(p, c, now, mapLookup{ip: "1"}, sc).allowed {
 					allowed.Add(1)
 				}
 			}
@@ -238,8 +245,9 @@ func BenchmarkDecide(b *testing.B) {
 	}
 	c := newMemCounters()
 	req := mapLookup{ip: "10.1.2.3", values: map[string]string{"consumer": "alice"}}
+	sc := &scratch{}
 	b.ReportAllocs()
 	for b.Loop() {
-		decide(p, c, base, req)
+		decide(p, c, base, req, sc)
 	}
 }

@@ -38,6 +38,10 @@ var (
 type rateLimit struct {
 	plan *plan
 	now  func() time.Time
+	// st and sc are per-call working state, reused so the hot path does not
+	// allocate; nothing in them survives into the response phase.
+	st storeCounters
+	sc scratch
 }
 
 var (
@@ -62,34 +66,50 @@ func (p *rateLimit) Configure() error {
 // OnRequest counts the request against every limit and answers 429 when
 // one is exceeded.
 func (p *rateLimit) OnRequest(req sdk.Request, resp sdk.Response) sdk.Action {
-	st := &storeCounters{}
-	d := decide(p.plan, st, p.now(), sdkLookup{req: req})
-	if st.failed {
+	p.st.failed = false
+	d := decide(p.plan, &p.st, p.now(), sdkLookup{req: req}, &p.sc)
+	if p.st.failed {
 		failedTotal.Inc()
 	}
 	switch {
 	case d.failed:
-		h := resp.Header()
-		h.Set("Retry-After", strconv.FormatInt(seconds(d.retryAfter), 10))
+		resp.Header().Set("Retry-After", p.num(seconds(d.retryAfter)))
 		return sdk.RespondJSON(resp, d.status, map[string]string{
 			"error": "rate limit unavailable", "limit": d.name,
 		})
 	case !d.allowed:
 		deniedTotal.Inc()
 		h := resp.Header()
-		h.Set("Retry-After", strconv.FormatInt(seconds(d.retryAfter), 10))
-		setRateLimitHeaders(h, d.limit, d.remaining, seconds(d.reset), d.policy)
+		h.Set("Retry-After", p.num(seconds(d.retryAfter)))
+		h.Set("RateLimit-Limit", p.num(d.limit))
+		h.Set("RateLimit-Remaining", p.num(d.remaining))
+		h.Set("RateLimit-Reset", p.num(seconds(d.reset)))
+		if d.policy != "" {
+			h.Set("RateLimit-Policy", d.policy)
+		}
 		return sdk.RespondJSON(resp, d.status, map[string]string{
 			"error": "rate limit exceeded", "limit": d.name,
 		})
 	}
 	allowedTotal.Inc()
 	if p.plan.headers && d.reported {
-		sdk.SetValue(valueHeaders, strconv.FormatInt(d.limit, 10)+" "+
-			strconv.FormatInt(d.remaining, 10)+" "+
-			strconv.FormatInt(seconds(d.reset), 10)+"\n"+d.policy)
+		b := strconv.AppendInt(p.sc.value[:0], d.limit, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, d.remaining, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, seconds(d.reset), 10)
+		b = append(b, '\n')
+		b = append(b, d.policy...)
+		p.sc.value = b
+		sdk.SetValue(valueHeaders, hostString(b))
 	}
 	return sdk.Continue
+}
+
+// num formats v for one host call (see hostString).
+func (p *rateLimit) num(v int64) string {
+	p.sc.value = strconv.AppendInt(p.sc.value[:0], v, 10)
+	return hostString(p.sc.value)
 }
 
 // OnResponse adds the RateLimit headers computed in OnRequest.
@@ -99,23 +119,15 @@ func (p *rateLimit) OnResponse(_ sdk.Request, resp sdk.Response) {
 		return
 	}
 	nums, policy, _ := strings.Cut(v, "\n")
-	f := strings.Fields(nums)
-	if len(f) != 3 {
+	limit, rest, ok1 := strings.Cut(nums, " ")
+	remaining, reset, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 {
 		return
 	}
 	h := resp.Header()
-	h.Set("RateLimit-Limit", f[0])
-	h.Set("RateLimit-Remaining", f[1])
-	h.Set("RateLimit-Reset", f[2])
-	if policy != "" {
-		h.Set("RateLimit-Policy", policy)
-	}
-}
-
-func setRateLimitHeaders(h sdk.Header, limit, remaining, reset int64, policy string) {
-	h.Set("RateLimit-Limit", strconv.FormatInt(limit, 10))
-	h.Set("RateLimit-Remaining", strconv.FormatInt(remaining, 10))
-	h.Set("RateLimit-Reset", strconv.FormatInt(reset, 10))
+	h.Set("RateLimit-Limit", limit)
+	h.Set("RateLimit-Remaining", remaining)
+	h.Set("RateLimit-Reset", reset)
 	if policy != "" {
 		h.Set("RateLimit-Policy", policy)
 	}
