@@ -253,3 +253,43 @@ func TestGuestHostHeader(t *testing.T) {
 	i.x, i.st = nil, nil
 	_ = http.MethodGet
 }
+
+func TestAllGuestStoreDown(t *testing.T) {
+	store := newMemStore()
+	store.fail = true
+	h, _ := testHost(t, HostOptions{CallTimeout: slow, PoolSize: 1})
+	p := buildGuest(t, h, guestAll, withStore(store))
+	x := newExchange("GET", "/s")
+	runAll(t, p, x, nil)
+	// The guest sees store errors as statuses and flags; the request goes on.
+	if got := x.Request.Header.Get("X-Hits"); got != "2:0:false" {
+		t.Errorf("X-Hits = %q, want status 2 (error)", got)
+	}
+	if got := x.Request.Header.Get("X-Kv-Gone"); got != "2" {
+		t.Errorf("X-KV-Gone = %q, want found flag 2 (store error)", got)
+	}
+}
+
+// TestInFlightSurvivesReload closes a plugin (as retiring a snapshot does)
+// while a pinned request is between its phases: the request finishes on its
+// instance, which is closed afterwards.
+func TestInFlightSurvivesReload(t *testing.T) {
+	h, _ := testHost(t, HostOptions{CallTimeout: slow, PoolSize: 1})
+	p := buildGuest(t, h, guestAll, withStore(newMemStore()))
+	x := newExchange("GET", "/inflight")
+	if ok, err := p.HandleRequest(context.Background(), x); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.HandleResponse(context.Background(), x); err != nil {
+		t.Fatalf("response phase after Close: %v", err)
+	}
+	if got := x.Response.Header.Get("X-Req-Uri"); got != "/inflight" {
+		t.Fatalf("X-Req-URI = %q", got)
+	}
+	if n := p.pool.inUse.Load(); n != 0 || len(p.pool.free) != 0 {
+		t.Fatalf("after close: in use %d idle %d", n, len(p.pool.free))
+	}
+}
