@@ -59,6 +59,7 @@ type ConfigError struct {
 	Msg    string
 }
 
+// Error returns the guest's message with the plugin name.
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("wasm: plugin %q refused its config: %s", e.Plugin, e.Msg)
 }
