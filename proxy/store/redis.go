@@ -159,6 +159,16 @@ func NewRedis(ctx context.Context, cfg config.Redis, opts RedisOptions) (*Redis,
 	return r, nil
 }
 
+// cmdCtx bounds one command by the store's timeout, or by the caller's own
+// deadline when that comes first (a Wasm guest call's): then ctx is used
+// as is, which spares a derived context and its goroutine per command.
+func (r *Redis) cmdCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= r.timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, r.timeout)
+}
+
 // Up reports whether the store currently sends commands to Redis.
 func (r *Redis) Up() bool { return r.up.Load() }
 
@@ -173,7 +183,7 @@ func (r *Redis) Incr(ctx context.Context, key string, delta int64, window time.D
 		if window > 0 && ms == 0 {
 			ms = 1
 		}
-		cctx, cancel := context.WithTimeout(ctx, r.timeout)
+		cctx, cancel := r.cmdCtx(ctx)
 		res, err := incrScript.Run(cctx, r.client, []string{r.prefix + key}, delta, ms).Int64Slice()
 		cancel()
 		if err == nil {
@@ -205,7 +215,7 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, bool, error) {
 		return r.local.Get(ctx, key)
 	}
 	if r.up.Load() {
-		cctx, cancel := context.WithTimeout(ctx, r.timeout)
+		cctx, cancel := r.cmdCtx(ctx)
 		val, err := r.client.Get(cctx, r.prefix+key).Bytes()
 		cancel()
 		switch {
@@ -235,7 +245,7 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 		if ttl > 0 && ttl < time.Millisecond {
 			ttl = time.Millisecond
 		}
-		cctx, cancel := context.WithTimeout(ctx, r.timeout)
+		cctx, cancel := r.cmdCtx(ctx)
 		err := r.client.Set(cctx, r.prefix+key, val, ttl).Err()
 		cancel()
 		if err == nil {
@@ -259,7 +269,7 @@ func (r *Redis) Delete(ctx context.Context, key string) error {
 		return r.local.Delete(ctx, key)
 	}
 	if r.up.Load() {
-		cctx, cancel := context.WithTimeout(ctx, r.timeout)
+		cctx, cancel := r.cmdCtx(ctx)
 		err := r.client.Del(cctx, r.prefix+key).Err()
 		cancel()
 		if err == nil {
