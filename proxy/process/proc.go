@@ -328,7 +328,12 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 		if line == "" {
 			continue
 		}
-		if ce := w.log.Check(w.level, "plugin output"); ce != nil {
+		level := w.level
+		// go-plugin's own chatter in the plugin (hclog JSON) is debug.
+		if strings.HasPrefix(line, `{"@level":"debug"`) || strings.HasPrefix(line, `{"@level":"trace"`) {
+			level = zapcore.DebugLevel
+		}
+		if ce := w.log.Check(level, "plugin output"); ce != nil {
 			ce.Write(zap.String("line", line))
 		}
 	}
