@@ -299,9 +299,8 @@ func BenchmarkRedisIncr(b *testing.B) {
 	})
 }
 
-// TestRedisSlowCommands blocks Redis with a busy script: one timeout fails
-// that command by policy but keeps the store up; timeouts in a row mark it
-// down.
+// TestRedisSlowCommands pauses Redis (CLIENT PAUSE): one timeout fails that
+// command by policy but keeps the store up; timeouts in a row mark it down.
 func TestRedisSlowCommands(t *testing.T) {
 	addr, _, _ := redistest.Start(t)
 	s, err := NewRedis(context.Background(), config.Redis{Address: addr, Timeout: 50 * time.Millisecond, FailurePolicy: "fail_closed"},
@@ -315,30 +314,23 @@ func TestRedisSlowCommands(t *testing.T) {
 
 	raw := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: 5 * time.Second})
 	defer raw.Close()
-	block := func(d time.Duration) (wait func()) {
-		done := make(chan error, 1)
-		go func() {
-			done <- raw.Eval(ctx, `local t = redis.call('TIME')
-while true do
-  local n = redis.call('TIME')
-  if (n[1]-t[1])*1000000 + (n[2]-t[2]) > tonumber(ARGV[1]) then break end
-end
-return 1`, nil, d.Microseconds()).Err()
-		}()
-		// The script must be running before the store's command is sent;
-		// Redis gives no way to observe that from another connection while
-		// it blocks, so give it a moment.
-		time.Sleep(30 * time.Millisecond)
+	// pause holds every client's commands for d; it is in effect once
+	// CLIENT PAUSE answers. The returned wait blocks until it is over (a
+	// PING is held like the rest).
+	pause := func(d time.Duration) (wait func()) {
+		if err := raw.ClientPause(ctx, d).Err(); err != nil {
+			t.Fatalf("CLIENT PAUSE: %v", err)
+		}
 		return func() {
-			if err := <-done; err != nil {
-				t.Errorf("blocking script: %v", err)
+			if err := raw.Ping(ctx).Err(); err != nil {
+				t.Fatalf("PING after pause: %v", err)
 			}
 		}
 	}
 
-	wait := block(200 * time.Millisecond)
+	wait := pause(300 * time.Millisecond)
 	if _, _, err := s.Incr(ctx, "k", 1, time.Minute); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("incr while Redis is busy: %v, want ErrUnavailable", err)
+		t.Fatalf("incr while Redis is paused: %v, want ErrUnavailable", err)
 	}
 	if !s.Up() {
 		t.Fatal("one timeout marked the store down")
@@ -346,7 +338,7 @@ return 1`, nil, d.Microseconds()).Err()
 	wait()
 	mustIncr(t, s, "k", 1, time.Minute)
 
-	wait = block(time.Duration(timeoutsToDown+2) * 60 * time.Millisecond)
+	wait = pause(600 * time.Millisecond)
 	for range timeoutsToDown {
 		_, _, _ = s.Incr(ctx, "k", 1, time.Minute)
 	}
