@@ -114,6 +114,9 @@ func TestFailurePolicies(t *testing.T) {
 				if d.allowed {
 					allowed++
 				}
+				if wantSkipped := tc.wantAllow == 5 && tc.fail != nil; (d.storeErrors == 1) != wantSkipped {
+					t.Fatalf("storeErrors = %d, want the limit skipped: %v", d.storeErrors, wantSkipped)
+				}
 			}
 			if allowed != tc.wantAllow {
 				t.Fatalf("allowed %d, want %d", allowed, tc.wantAllow)
