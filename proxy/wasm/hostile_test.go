@@ -13,7 +13,7 @@ import (
 
 // hostileTimeout cuts the looping guests; it is long enough that a normal
 // call on a loaded 2-core box does not hit it.
-const hostileTimeout = 250 * time.Millisecond
+const hostileTimeout = 500 * time.Millisecond
 
 func hostileChain(p *plugin, policy filter.FailurePolicy) *filter.Chain {
 	return &filter.Chain{Entries: []filter.Entry{{Name: "hostile", Kind: "wasm", Filter: p, FailurePolicy: policy}}}
