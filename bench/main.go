@@ -146,8 +146,14 @@ func run() error {
 			only[s] = true
 		}
 	}
+	all := scenarios()
+	for _, pr := range peers() {
+		if peerInstalled(pr.Name) {
+			all = append(all, pr)
+		}
+	}
 	var results []result
-	for _, sc := range scenarios() {
+	for _, sc := range all {
 		if len(only) > 0 && !only[sc.Name] && sc.Name != "bare" {
 			continue
 		}

@@ -110,13 +110,13 @@ func hwmOf(pids []int) int64 {
 
 // machine describes the host for the report.
 type machine struct {
-	CPU     string `json:"cpu"`
-	Cores   int    `json:"cores"`
-	MemGiB  int    `json:"mem_gib"`
-	Kernel  string `json:"kernel"`
-	Go      string `json:"go"`
-	Pinned  bool   `json:"pinned"`
-	Date    string `json:"date"`
+	CPU    string `json:"cpu"`
+	Cores  int    `json:"cores"`
+	MemGiB int    `json:"mem_gib"`
+	Kernel string `json:"kernel"`
+	Go     string `json:"go"`
+	Pinned bool   `json:"pinned"`
+	Date   string `json:"date"`
 }
 
 // onlineCPUs counts a CPU list such as "0-1" or "0,2-3".
