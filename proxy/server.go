@@ -229,6 +229,10 @@ func staticChanges(old, cur *config.Config) []string {
 	if old.Mode != cur.Mode {
 		out = append(out, "mode")
 	}
+	if old.Store.Kind != cur.Store.Kind || (old.Store.Redis != nil) != (cur.Store.Redis != nil) ||
+		(old.Store.Redis != nil && *old.Store.Redis != *cur.Store.Redis) {
+		out = append(out, "store")
+	}
 	return out
 }
 

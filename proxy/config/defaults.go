@@ -42,6 +42,12 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Wasm.CallTimeout == 0 {
 		c.Wasm.CallTimeout = 20 * time.Millisecond
+		// A guest's store calls run inside its call and share its deadline:
+		// leave room for a few Redis round trips, so that a slow Redis gets
+		// the store's failure policy rather than the filter's.
+		if c.Store.Kind == "redis" && c.Store.Redis != nil {
+			c.Wasm.CallTimeout += 4 * c.Store.Redis.Timeout
+		}
 	}
 	if c.Wasm.PoolWait == 0 {
 		c.Wasm.PoolWait = 50 * time.Millisecond
