@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseErrors(t *testing.T) {
@@ -68,6 +69,19 @@ routes: [{cluster: c, filters: [{plugin: plugins/jwt-auth.wasm}]}]
 	}
 	if c.Clusters[0].Balancer != "round_robin" || c.Clusters[0].Endpoints[0].Weight != 1 {
 		t.Fatalf("cluster defaults: %+v", c.Clusters[0])
+	}
+	if c.Wasm.CallTimeout != 20*time.Millisecond {
+		t.Fatalf("wasm call timeout = %v, want 20ms", c.Wasm.CallTimeout)
+	}
+	rc, err := Parse("x.yaml", []byte(`
+listeners: [{name: a, address: "127.0.0.1:1"}]
+store: {kind: redis, redis: {address: "127.0.0.1:6379", timeout: 50ms}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Wasm.CallTimeout != 220*time.Millisecond {
+		t.Fatalf("wasm call timeout with redis = %v, want 220ms", rc.Wasm.CallTimeout)
 	}
 	sc, err := ParseMode("x.yaml", []byte(`listeners: [{name: in, address: "127.0.0.1:1"}]`), ModeSidecar)
 	if err != nil {
