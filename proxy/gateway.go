@@ -117,7 +117,7 @@ func NewGateway(ctx context.Context, opts GatewayOptions) (_ *Gateway, err error
 		CallTimeout:    cfg.Wasm.CallTimeout,
 		PoolSize:       cfg.Wasm.PoolSize,
 		PoolWait:       cfg.Wasm.PoolWait,
-		Logger:         log.Named("wasm"),
+		Logger:         log,
 		Metrics:        g.Registry,
 	})
 	if err != nil {
@@ -168,7 +168,15 @@ func (g *Gateway) onReload(snap *Snapshot, err error) {
 	} else if snap != nil {
 		g.tracker.Record(snap.Config, snap.Version, nil)
 	}
-	if err != nil || snap == nil || g.watcher == nil {
+	if g.watcher == nil {
+		return
+	}
+	// After a failed reload the live snapshot's files stay watched, plus any
+	// plugin file whose build failed, so fixing it triggers the next reload.
+	if cur := g.Server.Snapshot(); cur != nil {
+		snap = cur
+	}
+	if snap == nil {
 		return
 	}
 	if err := g.watcher.SetPaths(g.watchPaths(snap)); err != nil {
@@ -180,6 +188,7 @@ func (g *Gateway) watchPaths(snap *Snapshot) []string {
 	paths := []string{g.opts.ConfigPath}
 	paths = append(paths, snap.Files...)
 	paths = append(paths, mesh.WatchFiles(snap.Config)...)
+	paths = append(paths, g.host.WatchPaths()...)
 	return paths
 }
 

@@ -105,7 +105,7 @@ type Redis struct {
 type Wasm struct {
 	// CacheDir holds compiled modules; default under the user cache dir.
 	CacheDir string `yaml:"cache_dir"`
-	// MemoryLimit per instance, in MiB. Default 16.
+	// MemoryLimitMiB caps each instance's memory. Default 32.
 	MemoryLimitMiB uint32 `yaml:"memory_limit_mib"`
 	// CallTimeout bounds one guest call. Default 20ms.
 	CallTimeout time.Duration `yaml:"call_timeout"`
