@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ type params struct {
 	Duration time.Duration `json:"phase_duration_ns"`
 	Warmup   time.Duration `json:"warmup_ns"`
 	InFlight int           `json:"open_loop_max_in_flight"`
+	Rounds   int           `json:"rounds"`
 }
 
 func main() {
@@ -97,15 +99,16 @@ func run() error {
 		return err
 	}
 	pinned := os.Getenv("BENCH_PINNED") != ""
-	p := params{Quick: os.Getenv("BENCH_QUICK") == "1", Conc: 32, Rate: 500, Duration: 10 * time.Second, Warmup: 2 * time.Second, InFlight: 256}
+	p := params{Quick: os.Getenv("BENCH_QUICK") == "1", Conc: 32, Rate: 500, Duration: 10 * time.Second, Warmup: 2 * time.Second, InFlight: 256, Rounds: 5}
 	if p.Quick {
-		p.Duration, p.Warmup = time.Second, 200*time.Millisecond
+		p.Duration, p.Warmup, p.Rounds = time.Second, 200*time.Millisecond, 1
 	}
 	if d, err := time.ParseDuration(os.Getenv("BENCH_DURATION")); err == nil && d > 0 {
 		p.Duration = d
 	}
 	p.Conc = envInt("BENCH_CONC", p.Conc)
 	p.Rate = envInt("BENCH_RATE", p.Rate)
+	p.Rounds = envInt("BENCH_ROUNDS", p.Rounds)
 
 	root, err := moduleRoot()
 	if err != nil {
@@ -131,8 +134,8 @@ func run() error {
 	e.upstream = up
 
 	m := describeMachine(pinned)
-	fmt.Printf("wasmgate bench: %s, %d cores, %d GiB, Linux %s, %s; pinned=%v; closed loop %d conns x %v, open loop %d req/s x %v\n\n",
-		m.CPU, m.Cores, m.MemGiB, m.Kernel, m.Go, pinned, p.Conc, p.Duration, p.Rate, p.Duration)
+	fmt.Printf("wasmgate bench: %s, %d cores, %d GiB, Linux %s, %s; pinned=%v; closed loop %d conns x %v in %d rounds, open loop %d req/s x %v\n\n",
+		m.CPU, m.Cores, m.MemGiB, m.Kernel, m.Go, pinned, p.Conc, p.Duration, p.Rounds, p.Rate, p.Duration)
 
 	ceiling, err := measureCeiling(p)
 	if err != nil {
@@ -152,25 +155,23 @@ func run() error {
 			all = append(all, pr)
 		}
 	}
-	var results []result
+	var sel []scenario
 	for _, sc := range all {
-		if len(only) > 0 && !only[sc.Name] && sc.Name != "bare" {
-			continue
+		if len(only) == 0 || only[sc.Name] || sc.Name == "bare" {
+			sel = append(sel, sc)
 		}
-		t0 := time.Now()
-		r, err := runScenario(e, sc, p)
-		if err != nil {
-			fmt.Printf("%-13s skipped: %v\n", sc.Name, err)
-			results = append(results, result{Name: sc.Name, Kind: sc.Kind, Desc: sc.Desc, Proto: sc.Proto, Skipped: err.Error()})
-			continue
-		}
-		fmt.Printf("%-13s %8.0f req/s  p50 %7s  p99 %7s  cpu %6.1f µs/req  rss %5.1f MiB  (%.1fs)%s\n", r.Name, r.RPS,
-			fmtDur(r.P50), fmtDur(r.P99), r.CPUPerReq, float64(r.PeakRSS)/(1<<20), time.Since(t0).Seconds(), r.limitNote(ceiling))
-		results = append(results, r)
 	}
+	results := measureAll(e, sel, p, ceiling)
 	// The machine is shared: measure the ceiling again and keep the higher.
 	if again, err := measureCeiling(p); err == nil && again > ceiling {
 		ceiling = again
+	}
+	// The direct scenario is the load generator against an in-process
+	// server too: it bounds the ceiling from below.
+	for _, r := range results {
+		if r.Name == "direct" && r.RPS > ceiling {
+			ceiling = r.RPS
+		}
 	}
 	rep := report{Machine: m, Params: p, Ceiling: ceiling, Results: results}
 	rep.compute()
@@ -194,42 +195,106 @@ func run() error {
 	return nil
 }
 
-// runScenario starts a scenario, warms it up, measures throughput (closed
-// loop, with the proxy's CPU) and latency (open loop), and stops it.
-func runScenario(e *env, sc scenario, p params) (result, error) {
-	r, err := sc.start(e)
-	if err != nil {
-		return result{}, err
+// live is a started scenario and what its rounds measured.
+type live struct {
+	sc     scenario
+	r      *running
+	rps    []float64
+	cpu    []float64
+	n, err uint64
+	hist   *Hist
+}
+
+// measureAll starts every scenario, then measures throughput and CPU in
+// rounds that visit the scenarios in turn (so background load on a shared
+// machine spreads over all of them instead of skewing one), takes each
+// scenario's median round, and finally measures latency in an open loop.
+func measureAll(e *env, scs []scenario, p params, ceiling float64) []result {
+	var lives []*live
+	results := make([]result, 0, len(scs))
+	for _, sc := range scs {
+		r, err := sc.start(e)
+		if err != nil {
+			fmt.Printf("%-13s skipped: %v\n", sc.Name, err)
+			results = append(results, result{Name: sc.Name, Kind: sc.Kind, Desc: sc.Desc, Proto: sc.Proto, Skipped: err.Error()})
+			continue
+		}
+		lives = append(lives, &live{sc: sc, r: r, hist: &Hist{}})
 	}
-	defer r.stop()
-	closedLoop(r.target, p.Conc, p.Warmup)
-	pids := r.pids()
-	cpu0 := cpuOf(pids)
-	cl := closedLoop(r.target, p.Conc, p.Duration)
-	cpu := cpuOf(pids) - cpu0
-	if cl.Requests == 0 || cl.Errors*10 > cl.Requests {
-		return result{}, fmt.Errorf("%d of %d requests failed", cl.Errors, cl.Requests)
+	defer func() {
+		for _, l := range lives {
+			l.r.stop()
+		}
+	}()
+	for _, l := range lives {
+		closedLoop(l.r.target, p.Conc, p.Warmup)
 	}
-	rate := p.Rate
-	note := ""
-	if float64(rate) > 0.5*cl.RPS() {
-		rate = max(int(0.5*cl.RPS()), 50)
-		note = fmt.Sprintf("open loop at %d req/s (half its throughput)", rate)
+	per := p.Duration / time.Duration(p.Rounds)
+	for round := range p.Rounds {
+		for _, l := range lives {
+			pids := l.r.pids()
+			cpu0 := cpuOf(pids)
+			cl := closedLoop(l.r.target, p.Conc, per)
+			cpu := cpuOf(pids) - cpu0
+			l.n += cl.Requests
+			l.err += cl.Errors
+			l.hist.Merge(cl.Hist)
+			l.rps = append(l.rps, cl.RPS())
+			if ok := cl.Requests - cl.Errors; ok > 0 && len(pids) > 0 {
+				l.cpu = append(l.cpu, float64(cpu.Microseconds())/float64(ok))
+			}
+		}
+		fmt.Printf("round %d/%d done\n", round+1, p.Rounds)
 	}
-	ol := openLoop(r.target, rate, p.Duration, p.InFlight)
-	res := result{
-		Name: sc.Name, Kind: sc.Kind, Desc: sc.Desc, Proto: sc.Proto, Note: note,
-		RPS: cl.RPS(), Requests: cl.Requests, Errors: cl.Errors + ol.Errors,
-		ClosedP50: cl.Hist.Quantile(0.5), ClosedP99: cl.Hist.Quantile(0.99),
-		OpenRate: rate,
-		P50:      ol.Hist.Quantile(0.5), P90: ol.Hist.Quantile(0.9), P99: ol.Hist.Quantile(0.99), P999: ol.Hist.Quantile(0.999),
-		Max: ol.Hist.Max(), Procs: len(pids),
+	for _, l := range lives {
+		sc := l.sc
+		if l.n == 0 || l.err*10 > l.n {
+			results = append(results, result{Name: sc.Name, Kind: sc.Kind, Desc: sc.Desc, Proto: sc.Proto,
+				Skipped: fmt.Sprintf("%d of %d requests failed", l.err, l.n)})
+			continue
+		}
+		res := result{
+			Name: sc.Name, Kind: sc.Kind, Desc: sc.Desc, Proto: sc.Proto,
+			RPS: median(l.rps), RPSRounds: l.rps, CPURounds: l.cpu, CPUPerReq: median(l.cpu),
+			Requests: l.n, Errors: l.err,
+			ClosedP50: l.hist.Quantile(0.5), ClosedP99: l.hist.Quantile(0.99),
+		}
+		rate := p.Rate
+		if float64(rate) > 0.5*res.RPS {
+			rate = max(int(0.5*res.RPS), 50)
+			res.Note = fmt.Sprintf("open loop at %d req/s (half its throughput)", rate)
+		}
+		ol := openLoop(l.r.target, rate, p.Duration, p.InFlight)
+		res.OpenRate, res.Errors = rate, res.Errors+ol.Errors
+		res.P50, res.P90, res.P99, res.P999 = ol.Hist.Quantile(0.5), ol.Hist.Quantile(0.9), ol.Hist.Quantile(0.99), ol.Hist.Quantile(0.999)
+		res.Max = ol.Hist.Max()
+		if pids := l.r.pids(); len(pids) > 0 {
+			res.PeakRSS, res.Procs = hwmOf(pids), len(pids)
+		}
+		fmt.Printf("%-13s %8.0f req/s  p50 %7s  p99 %7s  cpu %6.1f µs/req  rss %5.1f MiB%s\n", res.Name, res.RPS,
+			fmtDur(res.P50), fmtDur(res.P99), res.CPUPerReq, float64(res.PeakRSS)/(1<<20), res.limitNote(ceiling))
+		results = append(results, res)
 	}
-	if len(pids) > 0 {
-		res.CPUPerReq = float64(cpu.Microseconds()) / float64(cl.Requests-cl.Errors)
-		res.PeakRSS = hwmOf(pids)
+	// Keep the scenarios' order for the table.
+	order := map[string]int{}
+	for i, sc := range scs {
+		order[sc.Name] = i
 	}
-	return res, nil
+	sort.Slice(results, func(a, b int) bool { return order[results[a].Name] < order[results[b].Name] })
+	return results
+}
+
+// median returns the median of vs (0 for none).
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), vs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // measureCeiling runs the load generator against a no-op server in this

@@ -27,8 +27,11 @@ type result struct {
 	ClosedP99 time.Duration `json:"closed_loop_p99_ns"`
 	// CPUPerReq is the proxy processes' CPU µs per request (closed loop).
 	CPUPerReq float64 `json:"cpu_us_per_request"`
-	PeakRSS   int64   `json:"peak_rss_bytes"`
-	Procs     int     `json:"processes"`
+	// RPSRounds and CPURounds are the rounds' values; the table shows their medians.
+	RPSRounds []float64 `json:"rps_rounds,omitempty"`
+	CPURounds []float64 `json:"cpu_us_rounds,omitempty"`
+	PeakRSS   int64     `json:"peak_rss_bytes"`
+	Procs     int       `json:"processes"`
 
 	// Open loop.
 	OpenRate int           `json:"open_loop_rate"`
@@ -118,8 +121,8 @@ func (rep *report) markdown() string {
 	m := rep.Machine
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %d GiB, Linux %s, %s. Proxy pinned to CPU 0, load generator and upstream to CPU 1: %v.\n",
 		m.CPU, m.Cores, m.MemGiB, m.Kernel, m.Go, m.Pinned)
-	fmt.Fprintf(&b, "Closed loop: %d connections for %v (req/s, CPU). Open loop: %d req/s for %v, latency from the scheduled start (p50..p99.9). Load generator ceiling: %.0f req/s.\n\n",
-		rep.Params.Conc, rep.Params.Duration, rep.Params.Rate, rep.Params.Duration, rep.Ceiling)
+	fmt.Fprintf(&b, "Closed loop: %d connections for %v in %d interleaved rounds, median round (req/s, CPU). Open loop: %d req/s for %v, latency from the scheduled start (p50..p99.9). Load generator ceiling: %.0f req/s.\n\n",
+		rep.Params.Conc, rep.Params.Duration, rep.Params.Rounds, rep.Params.Rate, rep.Params.Duration, rep.Ceiling)
 	b.WriteString("| scenario | req/s | vs bare | p50 | p90 | p99 | p99.9 | CPU s / 1000 req | CPU vs bare | peak RSS |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rep.Results {
