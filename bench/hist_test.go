@@ -47,3 +47,28 @@ func TestHistQuantilesWithinPrecision(t *testing.T) {
 		t.Error("empty histogram not zero")
 	}
 }
+
+func TestNiceSteps(t *testing.T) {
+	tests := []struct {
+		lo, hi float64
+		want   []float64
+	}{
+		{700e3, 7e6, []float64{500e3, 1e6, 2e6, 5e6, 10e6}},
+		{1e6, 1.5e6, []float64{1e6, 2e6}},
+		{220e3, 300e3, []float64{200e3, 500e3}},
+		{90e3, 110e3, []float64{50e3, 100e3, 200e3}},
+	}
+	for _, tc := range tests {
+		got := niceSteps(tc.lo, tc.hi)
+		if len(got) != len(tc.want) {
+			t.Errorf("niceSteps(%v, %v) = %v, want %v", tc.lo, tc.hi, got, tc.want)
+			continue
+		}
+		for i := range got {
+			if d := got[i] - tc.want[i]; d > 1e-6*tc.want[i] || d < -1e-6*tc.want[i] {
+				t.Errorf("niceSteps(%v, %v) = %v, want %v", tc.lo, tc.hi, got, tc.want)
+				break
+			}
+		}
+	}
+}

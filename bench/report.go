@@ -214,16 +214,13 @@ func (rep *report) svg() string {
 	if maxLat == 0 {
 		minLat, maxLat = 1e4, 1e6
 	}
-	lo := math.Pow(10, math.Floor(math.Log10(minLat)))
-	hi := math.Pow(10, math.Ceil(math.Log10(maxLat)))
-	if hi <= lo {
-		hi = lo * 10
-	}
+	steps := niceSteps(minLat, maxLat)
+	lo, hi := steps[0], steps[len(steps)-1]
 	xLat := func(d time.Duration) float64 {
 		return float64(lx) + (math.Log10(float64(d))-math.Log10(lo))/(math.Log10(hi)-math.Log10(lo))*latW
 	}
 	// Latency grid.
-	for v := lo; v <= hi*1.0001; v *= 10 {
+	for _, v := range steps {
 		x := xLat(time.Duration(v))
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`+"\n", x, top-8, x, top+rowH*len(rows))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>`+"\n", x, top+rowH*len(rows)+15, fmtDur(time.Duration(v)))
@@ -259,4 +256,26 @@ func (rep *report) svg() string {
 	fmt.Fprintf(&b, `<text x="10" y="%d" fill="#555">open loop %d req/s; orange bar: bare wasmgate</text>`+"\n", ly+4, rep.Params.Rate)
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// niceSteps returns axis values 1, 2, 5 x 10^k from the largest one at or
+// below lo to the smallest one at or above hi.
+func niceSteps(lo, hi float64) []float64 {
+	var out []float64
+	for e := math.Floor(math.Log10(lo)); ; e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			next := 2 * v // 1 -> 2 and 5 -> 10
+			if m == 2 {
+				next = 2.5 * v
+			}
+			switch {
+			case next <= lo:
+				continue // a larger step is still at or below lo
+			case len(out) > 0 && out[len(out)-1] >= hi:
+				return out
+			}
+			out = append(out, v)
+		}
+	}
 }
