@@ -1,10 +1,9 @@
 package listener
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wasmgate/wasmgate/proxy/observe"
 )
 
 // Metrics are the listener-level Prometheus collectors. Create them once per
@@ -43,37 +42,23 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"listener"}),
 	}
 	var err error
-	m.active, err = register(reg, m.active)
+	m.active, err = observe.Register(reg, m.active)
 	if err != nil {
 		return nil, err
 	}
-	if m.accepted, err = register(reg, m.accepted); err != nil {
+	if m.accepted, err = observe.Register(reg, m.accepted); err != nil {
 		return nil, err
 	}
-	if m.reloads, err = register(reg, m.reloads); err != nil {
+	if m.reloads, err = observe.Register(reg, m.reloads); err != nil {
 		return nil, err
 	}
-	if m.tooEarly, err = register(reg, m.tooEarly); err != nil {
+	if m.tooEarly, err = observe.Register(reg, m.tooEarly); err != nil {
 		return nil, err
 	}
-	if m.sniffFail, err = register(reg, m.sniffFail); err != nil {
+	if m.sniffFail, err = observe.Register(reg, m.sniffFail); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the equal collector already registered.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if old, ok := are.ExistingCollector.(C); ok {
-				return old, nil
-			}
-		}
-		return c, fmt.Errorf("listener: register metrics: %w", err)
-	}
-	return c, nil
 }
 
 // listenerMetrics are the children of Metrics for one listener; the zero

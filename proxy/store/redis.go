@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wasmgate/wasmgate/proxy/config"
+	"github.com/wasmgate/wasmgate/proxy/observe"
 )
 
 const (
@@ -436,29 +437,14 @@ func newRedisMetrics(reg prometheus.Registerer) (*redisMetrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.up, err = register(reg, m.up); err != nil {
+	if m.up, err = observe.Register(reg, m.up); err != nil {
 		return nil, err
 	}
-	if m.fallback, err = register(reg, m.fallback); err != nil {
+	if m.fallback, err = observe.Register(reg, m.fallback); err != nil {
 		return nil, err
 	}
-	if m.errors, err = register(reg, m.errors); err != nil {
+	if m.errors, err = observe.Register(reg, m.errors); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// its name (a store rebuilt by a reload keeps counting on the same series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("store: register metrics: %w", err)
-	}
-	return c, nil
 }
