@@ -211,3 +211,39 @@ routes: [{cluster: up, filters: [{name: addh, kind: process, plugin: %s, config:
 		}
 	}
 }
+
+// TestGatewayKilledTakesPluginsAlong: when wasmgate is killed without a
+// chance to stop its plugins, they go too (parent-death signal, and the
+// plugin's own parent watch).
+func TestGatewayKilledTakesPluginsAlong(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "wasmgate.yaml")
+	cfg := fmt.Sprintf(`
+listeners: [{name: http, address: "127.0.0.1:%d"}]
+admin: {address: "off"}
+clusters: [{name: up, endpoints: ["127.0.0.1:9"]}]
+routes: [{cluster: up, filters: [{name: addh, kind: process, plugin: %s, config: {request: {X-A: b}}}]}]
+`, freePort(t), bins["add-header"])
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bins["wasmgate"], "run", "-c", cfgPath)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	var plugins []int
+	waitFor(t, 20*time.Second, "the plugin process", func() bool {
+		plugins = children(cmd.Process.Pid)
+		return len(plugins) == 1
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	waitFor(t, 5*time.Second, "the orphaned plugin to exit", func() bool { return !alive(plugins[0]) })
+}

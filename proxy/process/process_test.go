@@ -368,3 +368,51 @@ func TestHostCloseStopsAll(t *testing.T) {
 		t.Errorf("build after close: %v", err)
 	}
 }
+
+// TestFailurePolicy: a failing process filter gets the chain's failure
+// policy like any other filter: a call timeout, and a plugin that is down.
+func TestFailurePolicy(t *testing.T) {
+	e := newEnv(t, Options{})
+	f, err := e.h.Factory().Build(context.Background(), filter.Spec{
+		Name: "probe", Path: bins["probe"], Config: json.RawMessage(`{"tag":"t"}`),
+		Settings: map[string]string{"call_timeout": "100ms"},
+	}, filter.Deps{Logger: zap.NewNop(), Store: e.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := f.(*Filter)
+	t.Cleanup(func() { _ = pf.Close(context.Background()) })
+	closed := &filter.Chain{Entries: []filter.Entry{{Name: "probe", Kind: "process", Filter: pf, FailurePolicy: filter.FailClosed, FailureStatus: 503}}}
+	open := &filter.Chain{Entries: []filter.Entry{{Name: "probe", Kind: "process", Filter: pf, FailurePolicy: filter.FailOpen}}}
+
+	x := exchange("GET", "/sleep", "")
+	start := time.Now()
+	if _, next := closed.RunRequest(context.Background(), x); next || x.Response.StatusCode != 503 {
+		t.Fatalf("timeout, fail_closed: next=%v status %d", next, x.Response.StatusCode)
+	}
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Errorf("call took %v with a 100ms call timeout", d)
+	}
+	x = exchange("GET", "/sleep", "")
+	if _, next := open.RunRequest(context.Background(), x); !next || x.Decisions[0].Action != "fail_open" {
+		t.Fatalf("timeout, fail_open: next=%v decisions %+v", next, x.Decisions)
+	}
+	// The plugin still serves after its handler overran.
+	waitFor(t, 5*time.Second, "plugin to serve again", func() bool {
+		x := exchange("GET", "/", "")
+		_, next := closed.RunRequest(context.Background(), x)
+		return next && x.Request.Header.Get("X-Probe") == "t"
+	})
+
+	if err := pf.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	x = exchange("GET", "/", "")
+	if _, next := closed.RunRequest(context.Background(), x); next || x.Response.StatusCode != 503 {
+		t.Errorf("down, fail_closed: next=%v status %d", next, x.Response.StatusCode)
+	}
+	x = exchange("GET", "/", "")
+	if _, next := open.RunRequest(context.Background(), x); !next {
+		t.Error("down, fail_open: request did not continue")
+	}
+}

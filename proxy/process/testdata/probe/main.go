@@ -48,6 +48,8 @@ func (p *probe) OnRequest(req sdk.Request, resp sdk.Response) sdk.Action {
 	switch req.Path() {
 	case "/crash":
 		os.Exit(3)
+	case "/sleep":
+		time.Sleep(300 * time.Millisecond)
 	case "/echo":
 		b, err := req.Body()
 		if err != nil {
