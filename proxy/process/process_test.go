@@ -58,6 +58,16 @@ func (e *env) build(t *testing.T, name, bin, cfg string) (*Filter, error) {
 	return f.(*Filter), nil
 }
 
+func (e *env) buildB(b *testing.B, bin, cfg string) (*Filter, error) {
+	f, err := e.h.Factory().Build(context.Background(), filter.Spec{
+		Name: "bench", Kind: "process", Path: bin, Config: json.RawMessage(cfg),
+	}, filter.Deps{Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	return f.(*Filter), nil
+}
+
 func (e *env) mustBuild(t *testing.T, name, bin, cfg string) *Filter {
 	t.Helper()
 	f, err := e.build(t, name, bin, cfg)
