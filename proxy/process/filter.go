@@ -35,12 +35,16 @@ var propertyNames = []string{
 // HandleRequest runs the plugin's request phase.
 func (f *Filter) HandleRequest(ctx context.Context, x *filter.Exchange) (bool, error) {
 	p := f.p
-	if p.features&uint32(abi.FeatureBufferRequest) != 0 {
+	r, err := f.running()
+	if err != nil {
+		return false, err
+	}
+	if r.features&uint32(abi.FeatureBufferRequest) != 0 {
 		if _, err := x.RequestBody(); err != nil {
 			return false, fmt.Errorf("process: plugin %q: buffer request body: %w", p.name, err)
 		}
 	}
-	res, err := f.call(ctx, x, false)
+	res, err := f.call(ctx, r, x, false)
 	if err != nil {
 		return false, err
 	}
@@ -53,18 +57,22 @@ func (f *Filter) HandleRequest(ctx context.Context, x *filter.Exchange) (bool, e
 // HandleResponse runs the plugin's response phase when it has one.
 func (f *Filter) HandleResponse(ctx context.Context, x *filter.Exchange) error {
 	p := f.p
-	if !p.wantsResponse {
+	r, err := f.running()
+	if err != nil {
+		return err
+	}
+	if !r.wantsResponse {
 		return nil
 	}
 	if x.Response == nil {
 		x.Response = &filter.Response{StatusCode: http.StatusBadGateway, Header: make(http.Header)}
 	}
-	if p.features&uint32(abi.FeatureBufferResponse) != 0 && !x.IsError {
+	if r.features&uint32(abi.FeatureBufferResponse) != 0 && !x.IsError {
 		if _, err := x.Response.BufferBody(bodyCap(x.BodyCap)); err != nil {
 			return fmt.Errorf("process: plugin %q: buffer response body: %w", p.name, err)
 		}
 	}
-	res, err := f.call(ctx, x, true)
+	res, err := f.call(ctx, r, x, true)
 	if err != nil {
 		return err
 	}
@@ -72,20 +80,28 @@ func (f *Filter) HandleResponse(ctx context.Context, x *filter.Exchange) error {
 	return nil
 }
 
-// call sends one phase to the plugin.
-func (f *Filter) call(ctx context.Context, x *filter.Exchange, response bool) (*pluginpb.Result, error) {
+// running returns the serving process, or ErrUnavailable (counted as a
+// call and a failure) while it is down.
+func (f *Filter) running() (*running, error) {
 	p := f.p
-	p.calls.Add(1)
 	r := p.current()
 	if r == nil {
+		p.calls.Add(1)
 		p.failures.Add(1)
 		return nil, fmt.Errorf("process: plugin %q: %w", p.name, ErrUnavailable)
 	}
+	return r, nil
+}
+
+// call sends one phase to the plugin process r.
+func (f *Filter) call(ctx context.Context, r *running, x *filter.Exchange, response bool) (*pluginpb.Result, error) {
+	p := f.p
+	p.calls.Add(1)
 	id := p.svc.begin(x, response)
 	defer p.svc.end(id)
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	msg := exchangeMsg(x, id, p.features)
+	msg := exchangeMsg(x, id, r.features)
 	var res *pluginpb.Result
 	var err error
 	if response {

@@ -44,10 +44,6 @@ type proc struct {
 	timeout time.Duration
 	startTO time.Duration
 
-	// From the plugin's Configure (the same for every restart).
-	wantsResponse bool
-	features      uint32
-
 	calls    atomic.Uint64
 	failures atomic.Uint64
 	restarts atomic.Uint64
@@ -70,6 +66,9 @@ type running struct {
 	conn      *wire.Conn
 	pid       int
 	startedAt time.Time
+	// From the plugin's Configure.
+	wantsResponse bool
+	features      uint32
 }
 
 func (h *Host) newProc(spec filter.Spec, deps filter.Deps, set Settings) (*proc, error) {
@@ -177,8 +176,7 @@ func (p *proc) launch(ctx context.Context) (*running, error) {
 	if res.Error != "" {
 		return fail(fmt.Errorf("%w: %s", ErrConfigRefused, res.Error))
 	}
-	p.wantsResponse, p.features = res.WantsResponse, res.Features
-	r := &running{client: client, conn: conn, startedAt: time.Now()}
+	r := &running{client: client, conn: conn, startedAt: time.Now(), wantsResponse: res.WantsResponse, features: res.Features}
 	if rc := client.ReattachConfig(); rc != nil {
 		r.pid = rc.Pid
 	}

@@ -328,8 +328,25 @@ func TestRestartAndClose(t *testing.T) {
 		t.Errorf("status lacks the failure: %+v", s)
 	}
 
-	// Killed from outside: restarted too.
+	// Killed from outside while requests keep coming: restarted too, and
+	// requests succeed again once it is back.
 	pid2 := s.PID
+	stopLoad := make(chan struct{})
+	loadDone := make(chan int)
+	go func() {
+		ok := 0
+		for {
+			select {
+			case <-stopLoad:
+				loadDone <- ok
+				return
+			default:
+			}
+			if next, err := f.HandleRequest(context.Background(), exchange("GET", "/", "")); err == nil && next {
+				ok++
+			}
+		}
+	}()
 	if err := syscall.Kill(pid2, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -337,6 +354,11 @@ func TestRestartAndClose(t *testing.T) {
 		s := e.h.Plugins()[0]
 		return s.State == "serving" && s.PID != pid2 && s.Restarts == 2
 	})
+	time.Sleep(50 * time.Millisecond)
+	close(stopLoad)
+	if ok := <-loadDone; ok == 0 {
+		t.Error("no request succeeded around the restart")
+	}
 	pid3 := e.h.Plugins()[0].PID
 
 	// Close (the snapshot using it retired): the process is gone and the
