@@ -102,13 +102,7 @@ func (f *Filter) call(ctx context.Context, r *running, x *filter.Exchange, respo
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	msg := exchangeMsg(x, id, r.features)
-	var res *pluginpb.Result
-	var err error
-	if response {
-		res, err = r.conn.Filter.HandleResponse(ctx, msg)
-	} else {
-		res, err = r.conn.Filter.HandleRequest(ctx, msg)
-	}
+	res, err := r.streams.call(ctx, &pluginpb.Call{Exchange: msg, Response: response})
 	if err != nil {
 		p.failures.Add(1)
 		if c := status.Code(err); c == codes.Unavailable || c == codes.Canceled {

@@ -66,6 +66,7 @@ type running struct {
 	conn      *wire.Conn
 	pid       int
 	startedAt time.Time
+	streams   *streams
 	// From the plugin's Configure.
 	wantsResponse bool
 	features      uint32
@@ -176,7 +177,8 @@ func (p *proc) launch(ctx context.Context) (*running, error) {
 	if res.Error != "" {
 		return fail(fmt.Errorf("%w: %s", ErrConfigRefused, res.Error))
 	}
-	r := &running{client: client, conn: conn, startedAt: time.Now(), wantsResponse: res.WantsResponse, features: res.Features}
+	r := &running{client: client, conn: conn, startedAt: time.Now(), wantsResponse: res.WantsResponse, features: res.Features,
+		streams: &streams{client: conn.Filter}}
 	if rc := client.ReattachConfig(); rc != nil {
 		r.pid = rc.Pid
 	}
@@ -215,6 +217,7 @@ func (p *proc) supervise(r *running) {
 			p.mu.Lock()
 			p.cur, p.state = nil, "stopped"
 			p.mu.Unlock()
+			r.streams.close()
 			r.client.Kill()
 			return
 		case <-tick.C:
@@ -227,6 +230,7 @@ func (p *proc) supervise(r *running) {
 		p.mu.Lock()
 		p.cur, p.state = nil, "restarting"
 		p.mu.Unlock()
+		r.streams.close()
 		r.client.Kill()
 		p.noteErr(fmt.Errorf("process exited after %v (pid %d)", up.Round(time.Millisecond), r.pid))
 		p.log.Warn("process plugin exited; restarting", zap.Int("pid", r.pid), zap.Duration("up", up), zap.Duration("backoff", backoff))

@@ -82,6 +82,32 @@ func (s *server) HandleResponse(ctx context.Context, x *pluginpb.Exchange) (*plu
 	return s.run(ctx, x, phaseResponse)
 }
 
+// Calls serves phase calls on a stream until the proxy closes it.
+func (s *server) Calls(stream pluginpb.Filter_CallsServer) error {
+	ctx := stream.Context()
+	for {
+		c, err := stream.Recv()
+		if err != nil {
+			return nil // the proxy closed or cancelled the stream
+		}
+		ph := phaseRequest
+		if c.Response {
+			ph = phaseResponse
+		}
+		x := c.Exchange
+		if x == nil {
+			x = &pluginpb.Exchange{}
+		}
+		res, err := s.run(ctx, x, ph)
+		if err != nil {
+			res = &pluginpb.Result{Error: err.Error()}
+		}
+		if err := stream.Send(res); err != nil {
+			return nil
+		}
+	}
+}
+
 // install makes s.cur the SDK's host (once) and returns it.
 func (s *server) install() *call {
 	if !s.installed {

@@ -28,6 +28,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Call struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Exchange *Exchange              `protobuf:"bytes,1,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	// response selects the response phase.
+	Response      bool `protobuf:"varint,2,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Call) Reset() {
+	*x = Call{}
+	mi := &file_plugin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Call) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Call) ProtoMessage() {}
+
+func (x *Call) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Call.ProtoReflect.Descriptor instead.
+func (*Call) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Call) GetExchange() *Exchange {
+	if x != nil {
+		return x.Exchange
+	}
+	return nil
+}
+
+func (x *Call) GetResponse() bool {
+	if x != nil {
+		return x.Response
+	}
+	return false
+}
+
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -36,7 +89,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_plugin_proto_msgTypes[0]
+	mi := &file_plugin_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +101,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[0]
+	mi := &file_plugin_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +114,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{0}
+	return file_plugin_proto_rawDescGZIP(), []int{1}
 }
 
 type ConfigureRequest struct {
@@ -78,7 +131,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_plugin_proto_msgTypes[1]
+	mi := &file_plugin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -90,7 +143,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[1]
+	mi := &file_plugin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -103,7 +156,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{1}
+	return file_plugin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ConfigureRequest) GetConfig() []byte {
@@ -147,7 +200,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_plugin_proto_msgTypes[2]
+	mi := &file_plugin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -159,7 +212,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[2]
+	mi := &file_plugin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -172,7 +225,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{2}
+	return file_plugin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ConfigureResponse) GetError() string {
@@ -206,7 +259,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +271,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +284,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{3}
+	return file_plugin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Header) GetName() string {
@@ -269,7 +322,7 @@ type Exchange struct {
 
 func (x *Exchange) Reset() {
 	*x = Exchange{}
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +334,7 @@ func (x *Exchange) String() string {
 func (*Exchange) ProtoMessage() {}
 
 func (x *Exchange) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +347,7 @@ func (x *Exchange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exchange.ProtoReflect.Descriptor instead.
 func (*Exchange) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{4}
+	return file_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Exchange) GetCallId() uint64 {
@@ -409,6 +462,8 @@ type Result struct {
 	Values             map[string]string      `protobuf:"bytes,17,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// violation is an SDK misuse found by the plugin side (the call fails).
 	Violation string `protobuf:"bytes,18,opt,name=violation,proto3" json:"violation,omitempty"`
+	// error is set on a Calls stream when the call could not run at all.
+	Error string `protobuf:"bytes,20,opt,name=error,proto3" json:"error,omitempty"`
 	// metrics are the metric records made during the call.
 	Metrics       []*MetricRecordRequest `protobuf:"bytes,19,rep,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -417,7 +472,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +484,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +497,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Result) GetNext() bool {
@@ -571,6 +626,13 @@ func (x *Result) GetViolation() string {
 	return ""
 }
 
+func (x *Result) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 func (x *Result) GetMetrics() []*MetricRecordRequest {
 	if x != nil {
 		return x.Metrics
@@ -588,7 +650,7 @@ type BodyRequest struct {
 
 func (x *BodyRequest) Reset() {
 	*x = BodyRequest{}
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +662,7 @@ func (x *BodyRequest) String() string {
 func (*BodyRequest) ProtoMessage() {}
 
 func (x *BodyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +675,7 @@ func (x *BodyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BodyRequest.ProtoReflect.Descriptor instead.
 func (*BodyRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BodyRequest) GetCallId() uint64 {
@@ -641,7 +703,7 @@ type BodyResponse struct {
 
 func (x *BodyResponse) Reset() {
 	*x = BodyResponse{}
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +715,7 @@ func (x *BodyResponse) String() string {
 func (*BodyResponse) ProtoMessage() {}
 
 func (x *BodyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +728,7 @@ func (x *BodyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BodyResponse.ProtoReflect.Descriptor instead.
 func (*BodyResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BodyResponse) GetBody() []byte {
@@ -694,7 +756,7 @@ type CounterRequest struct {
 
 func (x *CounterRequest) Reset() {
 	*x = CounterRequest{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +768,7 @@ func (x *CounterRequest) String() string {
 func (*CounterRequest) ProtoMessage() {}
 
 func (x *CounterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +781,7 @@ func (x *CounterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterRequest.ProtoReflect.Descriptor instead.
 func (*CounterRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CounterRequest) GetKey() string {
@@ -754,7 +816,7 @@ type CounterResponse struct {
 
 func (x *CounterResponse) Reset() {
 	*x = CounterResponse{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +828,7 @@ func (x *CounterResponse) String() string {
 func (*CounterResponse) ProtoMessage() {}
 
 func (x *CounterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +841,7 @@ func (x *CounterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterResponse.ProtoReflect.Descriptor instead.
 func (*CounterResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CounterResponse) GetValue() int64 {
@@ -814,7 +876,7 @@ type KVRequest struct {
 
 func (x *KVRequest) Reset() {
 	*x = KVRequest{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +888,7 @@ func (x *KVRequest) String() string {
 func (*KVRequest) ProtoMessage() {}
 
 func (x *KVRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +901,7 @@ func (x *KVRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVRequest.ProtoReflect.Descriptor instead.
 func (*KVRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KVRequest) GetKey() string {
@@ -874,7 +936,7 @@ type KVResponse struct {
 
 func (x *KVResponse) Reset() {
 	*x = KVResponse{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +948,7 @@ func (x *KVResponse) String() string {
 func (*KVResponse) ProtoMessage() {}
 
 func (x *KVResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +961,7 @@ func (x *KVResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVResponse.ProtoReflect.Descriptor instead.
 func (*KVResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KVResponse) GetValue() []byte {
@@ -925,7 +987,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +999,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1012,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusResponse) GetStatus() uint32 {
@@ -970,7 +1032,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1044,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1057,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LogRequest) GetLevel() int32 {
@@ -1023,7 +1085,7 @@ type MetricDefineRequest struct {
 
 func (x *MetricDefineRequest) Reset() {
 	*x = MetricDefineRequest{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1097,7 @@ func (x *MetricDefineRequest) String() string {
 func (*MetricDefineRequest) ProtoMessage() {}
 
 func (x *MetricDefineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1110,7 @@ func (x *MetricDefineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricDefineRequest.ProtoReflect.Descriptor instead.
 func (*MetricDefineRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MetricDefineRequest) GetKind() uint32 {
@@ -1081,7 +1143,7 @@ type MetricDefineResponse struct {
 
 func (x *MetricDefineResponse) Reset() {
 	*x = MetricDefineResponse{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1155,7 @@ func (x *MetricDefineResponse) String() string {
 func (*MetricDefineResponse) ProtoMessage() {}
 
 func (x *MetricDefineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1168,7 @@ func (x *MetricDefineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricDefineResponse.ProtoReflect.Descriptor instead.
 func (*MetricDefineResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MetricDefineResponse) GetId() int32 {
@@ -1126,7 +1188,7 @@ type MetricRecordRequest struct {
 
 func (x *MetricRecordRequest) Reset() {
 	*x = MetricRecordRequest{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1200,7 @@ func (x *MetricRecordRequest) String() string {
 func (*MetricRecordRequest) ProtoMessage() {}
 
 func (x *MetricRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1213,7 @@ func (x *MetricRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricRecordRequest.ProtoReflect.Descriptor instead.
 func (*MetricRecordRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MetricRecordRequest) GetId() int32 {
@@ -1172,7 +1234,10 @@ var File_plugin_proto protoreflect.FileDescriptor
 
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\fplugin.proto\x12\x13wasmgate.process.v1\"\a\n" +
+	"\fplugin.proto\x12\x13wasmgate.process.v1\"]\n" +
+	"\x04Call\x129\n" +
+	"\bexchange\x18\x01 \x01(\v2\x1d.wasmgate.process.v1.ExchangeR\bexchange\x12\x1a\n" +
+	"\bresponse\x18\x02 \x01(\bR\bresponse\"\a\n" +
 	"\x05Empty\"\x81\x01\n" +
 	"\x10ConfigureRequest\x12\x16\n" +
 	"\x06config\x18\x01 \x01(\fR\x06config\x12$\n" +
@@ -1209,7 +1274,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x06\n" +
 	"\x06Result\x12\x12\n" +
 	"\x04next\x18\x01 \x01(\bR\x04next\x12\x1d\n" +
 	"\n" +
@@ -1230,7 +1295,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\x11response_body_set\x18\x0f \x01(\bR\x0fresponseBodySet\x12#\n" +
 	"\rresponse_body\x18\x10 \x01(\fR\fresponseBody\x12?\n" +
 	"\x06values\x18\x11 \x03(\v2'.wasmgate.process.v1.Result.ValuesEntryR\x06values\x12\x1c\n" +
-	"\tviolation\x18\x12 \x01(\tR\tviolation\x12B\n" +
+	"\tviolation\x18\x12 \x01(\tR\tviolation\x12\x14\n" +
+	"\x05error\x18\x14 \x01(\tR\x05error\x12B\n" +
 	"\ametrics\x18\x13 \x03(\v2(.wasmgate.process.v1.MetricRecordRequestR\ametrics\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1273,11 +1339,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\";\n" +
 	"\x13MetricRecordRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value2\xff\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value2\xc4\x02\n" +
 	"\x06Filter\x12Z\n" +
 	"\tConfigure\x12%.wasmgate.process.v1.ConfigureRequest\x1a&.wasmgate.process.v1.ConfigureResponse\x12K\n" +
 	"\rHandleRequest\x12\x1d.wasmgate.process.v1.Exchange\x1a\x1b.wasmgate.process.v1.Result\x12L\n" +
-	"\x0eHandleResponse\x12\x1d.wasmgate.process.v1.Exchange\x1a\x1b.wasmgate.process.v1.Result2\x99\x05\n" +
+	"\x0eHandleResponse\x12\x1d.wasmgate.process.v1.Exchange\x1a\x1b.wasmgate.process.v1.Result\x12C\n" +
+	"\x05Calls\x12\x19.wasmgate.process.v1.Call\x1a\x1b.wasmgate.process.v1.Result(\x010\x012\x99\x05\n" +
 	"\x04Host\x12O\n" +
 	"\bReadBody\x12 .wasmgate.process.v1.BodyRequest\x1a!.wasmgate.process.v1.BodyResponse\x12X\n" +
 	"\vCounterIncr\x12#.wasmgate.process.v1.CounterRequest\x1a$.wasmgate.process.v1.CounterResponse\x12H\n" +
@@ -1300,65 +1367,69 @@ func file_plugin_proto_rawDescGZIP() []byte {
 	return file_plugin_proto_rawDescData
 }
 
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_plugin_proto_goTypes = []any{
-	(*Empty)(nil),                // 0: wasmgate.process.v1.Empty
-	(*ConfigureRequest)(nil),     // 1: wasmgate.process.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),    // 2: wasmgate.process.v1.ConfigureResponse
-	(*Header)(nil),               // 3: wasmgate.process.v1.Header
-	(*Exchange)(nil),             // 4: wasmgate.process.v1.Exchange
-	(*Result)(nil),               // 5: wasmgate.process.v1.Result
-	(*BodyRequest)(nil),          // 6: wasmgate.process.v1.BodyRequest
-	(*BodyResponse)(nil),         // 7: wasmgate.process.v1.BodyResponse
-	(*CounterRequest)(nil),       // 8: wasmgate.process.v1.CounterRequest
-	(*CounterResponse)(nil),      // 9: wasmgate.process.v1.CounterResponse
-	(*KVRequest)(nil),            // 10: wasmgate.process.v1.KVRequest
-	(*KVResponse)(nil),           // 11: wasmgate.process.v1.KVResponse
-	(*StatusResponse)(nil),       // 12: wasmgate.process.v1.StatusResponse
-	(*LogRequest)(nil),           // 13: wasmgate.process.v1.LogRequest
-	(*MetricDefineRequest)(nil),  // 14: wasmgate.process.v1.MetricDefineRequest
-	(*MetricDefineResponse)(nil), // 15: wasmgate.process.v1.MetricDefineResponse
-	(*MetricRecordRequest)(nil),  // 16: wasmgate.process.v1.MetricRecordRequest
-	nil,                          // 17: wasmgate.process.v1.Exchange.PropertiesEntry
-	nil,                          // 18: wasmgate.process.v1.Exchange.ValuesEntry
-	nil,                          // 19: wasmgate.process.v1.Result.ValuesEntry
+	(*Call)(nil),                 // 0: wasmgate.process.v1.Call
+	(*Empty)(nil),                // 1: wasmgate.process.v1.Empty
+	(*ConfigureRequest)(nil),     // 2: wasmgate.process.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),    // 3: wasmgate.process.v1.ConfigureResponse
+	(*Header)(nil),               // 4: wasmgate.process.v1.Header
+	(*Exchange)(nil),             // 5: wasmgate.process.v1.Exchange
+	(*Result)(nil),               // 6: wasmgate.process.v1.Result
+	(*BodyRequest)(nil),          // 7: wasmgate.process.v1.BodyRequest
+	(*BodyResponse)(nil),         // 8: wasmgate.process.v1.BodyResponse
+	(*CounterRequest)(nil),       // 9: wasmgate.process.v1.CounterRequest
+	(*CounterResponse)(nil),      // 10: wasmgate.process.v1.CounterResponse
+	(*KVRequest)(nil),            // 11: wasmgate.process.v1.KVRequest
+	(*KVResponse)(nil),           // 12: wasmgate.process.v1.KVResponse
+	(*StatusResponse)(nil),       // 13: wasmgate.process.v1.StatusResponse
+	(*LogRequest)(nil),           // 14: wasmgate.process.v1.LogRequest
+	(*MetricDefineRequest)(nil),  // 15: wasmgate.process.v1.MetricDefineRequest
+	(*MetricDefineResponse)(nil), // 16: wasmgate.process.v1.MetricDefineResponse
+	(*MetricRecordRequest)(nil),  // 17: wasmgate.process.v1.MetricRecordRequest
+	nil,                          // 18: wasmgate.process.v1.Exchange.PropertiesEntry
+	nil,                          // 19: wasmgate.process.v1.Exchange.ValuesEntry
+	nil,                          // 20: wasmgate.process.v1.Result.ValuesEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	3,  // 0: wasmgate.process.v1.Exchange.request_headers:type_name -> wasmgate.process.v1.Header
-	3,  // 1: wasmgate.process.v1.Exchange.response_headers:type_name -> wasmgate.process.v1.Header
-	17, // 2: wasmgate.process.v1.Exchange.properties:type_name -> wasmgate.process.v1.Exchange.PropertiesEntry
-	18, // 3: wasmgate.process.v1.Exchange.values:type_name -> wasmgate.process.v1.Exchange.ValuesEntry
-	3,  // 4: wasmgate.process.v1.Result.request_headers:type_name -> wasmgate.process.v1.Header
-	3,  // 5: wasmgate.process.v1.Result.response_headers:type_name -> wasmgate.process.v1.Header
-	19, // 6: wasmgate.process.v1.Result.values:type_name -> wasmgate.process.v1.Result.ValuesEntry
-	16, // 7: wasmgate.process.v1.Result.metrics:type_name -> wasmgate.process.v1.MetricRecordRequest
-	1,  // 8: wasmgate.process.v1.Filter.Configure:input_type -> wasmgate.process.v1.ConfigureRequest
-	4,  // 9: wasmgate.process.v1.Filter.HandleRequest:input_type -> wasmgate.process.v1.Exchange
-	4,  // 10: wasmgate.process.v1.Filter.HandleResponse:input_type -> wasmgate.process.v1.Exchange
-	6,  // 11: wasmgate.process.v1.Host.ReadBody:input_type -> wasmgate.process.v1.BodyRequest
-	8,  // 12: wasmgate.process.v1.Host.CounterIncr:input_type -> wasmgate.process.v1.CounterRequest
-	10, // 13: wasmgate.process.v1.Host.KVGet:input_type -> wasmgate.process.v1.KVRequest
-	10, // 14: wasmgate.process.v1.Host.KVSet:input_type -> wasmgate.process.v1.KVRequest
-	10, // 15: wasmgate.process.v1.Host.KVDelete:input_type -> wasmgate.process.v1.KVRequest
-	13, // 16: wasmgate.process.v1.Host.Log:input_type -> wasmgate.process.v1.LogRequest
-	14, // 17: wasmgate.process.v1.Host.MetricDefine:input_type -> wasmgate.process.v1.MetricDefineRequest
-	16, // 18: wasmgate.process.v1.Host.MetricRecord:input_type -> wasmgate.process.v1.MetricRecordRequest
-	2,  // 19: wasmgate.process.v1.Filter.Configure:output_type -> wasmgate.process.v1.ConfigureResponse
-	5,  // 20: wasmgate.process.v1.Filter.HandleRequest:output_type -> wasmgate.process.v1.Result
-	5,  // 21: wasmgate.process.v1.Filter.HandleResponse:output_type -> wasmgate.process.v1.Result
-	7,  // 22: wasmgate.process.v1.Host.ReadBody:output_type -> wasmgate.process.v1.BodyResponse
-	9,  // 23: wasmgate.process.v1.Host.CounterIncr:output_type -> wasmgate.process.v1.CounterResponse
-	11, // 24: wasmgate.process.v1.Host.KVGet:output_type -> wasmgate.process.v1.KVResponse
-	12, // 25: wasmgate.process.v1.Host.KVSet:output_type -> wasmgate.process.v1.StatusResponse
-	12, // 26: wasmgate.process.v1.Host.KVDelete:output_type -> wasmgate.process.v1.StatusResponse
-	0,  // 27: wasmgate.process.v1.Host.Log:output_type -> wasmgate.process.v1.Empty
-	15, // 28: wasmgate.process.v1.Host.MetricDefine:output_type -> wasmgate.process.v1.MetricDefineResponse
-	0,  // 29: wasmgate.process.v1.Host.MetricRecord:output_type -> wasmgate.process.v1.Empty
-	19, // [19:30] is the sub-list for method output_type
-	8,  // [8:19] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	5,  // 0: wasmgate.process.v1.Call.exchange:type_name -> wasmgate.process.v1.Exchange
+	4,  // 1: wasmgate.process.v1.Exchange.request_headers:type_name -> wasmgate.process.v1.Header
+	4,  // 2: wasmgate.process.v1.Exchange.response_headers:type_name -> wasmgate.process.v1.Header
+	18, // 3: wasmgate.process.v1.Exchange.properties:type_name -> wasmgate.process.v1.Exchange.PropertiesEntry
+	19, // 4: wasmgate.process.v1.Exchange.values:type_name -> wasmgate.process.v1.Exchange.ValuesEntry
+	4,  // 5: wasmgate.process.v1.Result.request_headers:type_name -> wasmgate.process.v1.Header
+	4,  // 6: wasmgate.process.v1.Result.response_headers:type_name -> wasmgate.process.v1.Header
+	20, // 7: wasmgate.process.v1.Result.values:type_name -> wasmgate.process.v1.Result.ValuesEntry
+	17, // 8: wasmgate.process.v1.Result.metrics:type_name -> wasmgate.process.v1.MetricRecordRequest
+	2,  // 9: wasmgate.process.v1.Filter.Configure:input_type -> wasmgate.process.v1.ConfigureRequest
+	5,  // 10: wasmgate.process.v1.Filter.HandleRequest:input_type -> wasmgate.process.v1.Exchange
+	5,  // 11: wasmgate.process.v1.Filter.HandleResponse:input_type -> wasmgate.process.v1.Exchange
+	0,  // 12: wasmgate.process.v1.Filter.Calls:input_type -> wasmgate.process.v1.Call
+	7,  // 13: wasmgate.process.v1.Host.ReadBody:input_type -> wasmgate.process.v1.BodyRequest
+	9,  // 14: wasmgate.process.v1.Host.CounterIncr:input_type -> wasmgate.process.v1.CounterRequest
+	11, // 15: wasmgate.process.v1.Host.KVGet:input_type -> wasmgate.process.v1.KVRequest
+	11, // 16: wasmgate.process.v1.Host.KVSet:input_type -> wasmgate.process.v1.KVRequest
+	11, // 17: wasmgate.process.v1.Host.KVDelete:input_type -> wasmgate.process.v1.KVRequest
+	14, // 18: wasmgate.process.v1.Host.Log:input_type -> wasmgate.process.v1.LogRequest
+	15, // 19: wasmgate.process.v1.Host.MetricDefine:input_type -> wasmgate.process.v1.MetricDefineRequest
+	17, // 20: wasmgate.process.v1.Host.MetricRecord:input_type -> wasmgate.process.v1.MetricRecordRequest
+	3,  // 21: wasmgate.process.v1.Filter.Configure:output_type -> wasmgate.process.v1.ConfigureResponse
+	6,  // 22: wasmgate.process.v1.Filter.HandleRequest:output_type -> wasmgate.process.v1.Result
+	6,  // 23: wasmgate.process.v1.Filter.HandleResponse:output_type -> wasmgate.process.v1.Result
+	6,  // 24: wasmgate.process.v1.Filter.Calls:output_type -> wasmgate.process.v1.Result
+	8,  // 25: wasmgate.process.v1.Host.ReadBody:output_type -> wasmgate.process.v1.BodyResponse
+	10, // 26: wasmgate.process.v1.Host.CounterIncr:output_type -> wasmgate.process.v1.CounterResponse
+	12, // 27: wasmgate.process.v1.Host.KVGet:output_type -> wasmgate.process.v1.KVResponse
+	13, // 28: wasmgate.process.v1.Host.KVSet:output_type -> wasmgate.process.v1.StatusResponse
+	13, // 29: wasmgate.process.v1.Host.KVDelete:output_type -> wasmgate.process.v1.StatusResponse
+	1,  // 30: wasmgate.process.v1.Host.Log:output_type -> wasmgate.process.v1.Empty
+	16, // 31: wasmgate.process.v1.Host.MetricDefine:output_type -> wasmgate.process.v1.MetricDefineResponse
+	1,  // 32: wasmgate.process.v1.Host.MetricRecord:output_type -> wasmgate.process.v1.Empty
+	21, // [21:33] is the sub-list for method output_type
+	9,  // [9:21] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1372,7 +1443,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -29,6 +29,7 @@ const (
 	Filter_Configure_FullMethodName      = "/wasmgate.process.v1.Filter/Configure"
 	Filter_HandleRequest_FullMethodName  = "/wasmgate.process.v1.Filter/HandleRequest"
 	Filter_HandleResponse_FullMethodName = "/wasmgate.process.v1.Filter/HandleResponse"
+	Filter_Calls_FullMethodName          = "/wasmgate.process.v1.Filter/Calls"
 )
 
 // FilterClient is the client API for Filter service.
@@ -43,6 +44,10 @@ type FilterClient interface {
 	HandleRequest(ctx context.Context, in *Exchange, opts ...grpc.CallOption) (*Result, error)
 	// HandleResponse runs the response phase.
 	HandleResponse(ctx context.Context, in *Exchange, opts ...grpc.CallOption) (*Result, error)
+	// Calls carries phase calls on a long-lived stream, one Result per Call
+	// in order: the proxy keeps a pool of these streams, which costs fewer
+	// HTTP/2 frames and syscalls per call than a unary RPC.
+	Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Call, Result], error)
 }
 
 type filterClient struct {
@@ -83,6 +88,19 @@ func (c *filterClient) HandleResponse(ctx context.Context, in *Exchange, opts ..
 	return out, nil
 }
 
+func (c *filterClient) Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Call, Result], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Filter_ServiceDesc.Streams[0], Filter_Calls_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[Call, Result]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Filter_CallsClient = grpc.BidiStreamingClient[Call, Result]
+
 // FilterServer is the server API for Filter service.
 // All implementations must embed UnimplementedFilterServer
 // for forward compatibility.
@@ -95,6 +113,10 @@ type FilterServer interface {
 	HandleRequest(context.Context, *Exchange) (*Result, error)
 	// HandleResponse runs the response phase.
 	HandleResponse(context.Context, *Exchange) (*Result, error)
+	// Calls carries phase calls on a long-lived stream, one Result per Call
+	// in order: the proxy keeps a pool of these streams, which costs fewer
+	// HTTP/2 frames and syscalls per call than a unary RPC.
+	Calls(grpc.BidiStreamingServer[Call, Result]) error
 	mustEmbedUnimplementedFilterServer()
 }
 
@@ -113,6 +135,9 @@ func (UnimplementedFilterServer) HandleRequest(context.Context, *Exchange) (*Res
 }
 func (UnimplementedFilterServer) HandleResponse(context.Context, *Exchange) (*Result, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HandleResponse not implemented")
+}
+func (UnimplementedFilterServer) Calls(grpc.BidiStreamingServer[Call, Result]) error {
+	return status.Errorf(codes.Unimplemented, "method Calls not implemented")
 }
 func (UnimplementedFilterServer) mustEmbedUnimplementedFilterServer() {}
 func (UnimplementedFilterServer) testEmbeddedByValue()                {}
@@ -189,6 +214,13 @@ func _Filter_HandleResponse_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Filter_Calls_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(FilterServer).Calls(&grpc.GenericServerStream[Call, Result]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Filter_CallsServer = grpc.BidiStreamingServer[Call, Result]
+
 // Filter_ServiceDesc is the grpc.ServiceDesc for Filter service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -209,7 +241,14 @@ var Filter_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Filter_HandleResponse_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Calls",
+			Handler:       _Filter_Calls_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "plugin.proto",
 }
 
