@@ -264,7 +264,11 @@ func (h *Host) wrap(f hostFunc) api.GoModuleFunc {
 			}
 			return
 		}
+		start := time.Now()
 		fn(i, stack)
+		st := i.p.stats
+		st.hostNs.Add(uint64(time.Since(start)))
+		st.hostCalls.Add(1)
 	}
 }
 

@@ -317,7 +317,9 @@ func (p *plugin) HandleResponse(ctx context.Context, x *filter.Exchange) error {
 }
 
 func (p *plugin) acquire(ctx context.Context) (*instance, error) {
+	start := time.Now()
 	i, err := p.pool.acquire(ctx)
+	p.stats.acquireNs.Add(uint64(time.Since(start)))
 	if err != nil {
 		if errors.Is(err, ErrPoolExhausted) {
 			p.stats.exhausted.Add(1)
@@ -334,7 +336,9 @@ func (p *plugin) acquire(ctx context.Context) (*instance, error) {
 func (p *plugin) call(i *instance, fn api.Function, x *filter.Exchange, st *reqState, ph phase) error {
 	p.stats.calls.Add(1)
 	i.stderr.tail = i.stderr.tail[:0]
+	start := time.Now()
 	err := i.call(fn, x, st, ph)
+	p.stats.callNs.Add(uint64(time.Since(start)))
 	if err == nil {
 		if i.violation == nil {
 			return nil
@@ -398,24 +402,31 @@ func (p *plugin) Close(ctx context.Context) error {
 
 // PluginStatus describes a plugin for the admin /plugins endpoint.
 type PluginStatus struct {
-	Name        string    `json:"name"`
-	File        string    `json:"file"`
-	Source      string    `json:"source,omitempty"`
-	State       string    `json:"state"` // "serving" or "failed"
-	SHA256      string    `json:"sha256,omitempty"`
-	ABI         string    `json:"abi,omitempty"`
-	Stateless   bool      `json:"stateless"`
-	MemoryMiB   uint32    `json:"memory_limit_mib,omitempty"`
-	PoolSize    int       `json:"pool_size"`
-	InUse       int64     `json:"in_use"`
-	Idle        int       `json:"idle"`
-	Waiting     int64     `json:"waiting"`
-	Calls       uint64    `json:"calls"`
-	Traps       uint64    `json:"traps"`
-	Timeouts    uint64    `json:"timeouts"`
-	Violations  uint64    `json:"violations"`
-	Exhausted   uint64    `json:"pool_exhausted"`
-	Replaced    uint64    `json:"replaced"`
+	Name       string `json:"name"`
+	File       string `json:"file"`
+	Source     string `json:"source,omitempty"`
+	State      string `json:"state"` // "serving" or "failed"
+	SHA256     string `json:"sha256,omitempty"`
+	ABI        string `json:"abi,omitempty"`
+	Stateless  bool   `json:"stateless"`
+	MemoryMiB  uint32 `json:"memory_limit_mib,omitempty"`
+	PoolSize   int    `json:"pool_size"`
+	InUse      int64  `json:"in_use"`
+	Idle       int    `json:"idle"`
+	Waiting    int64  `json:"waiting"`
+	Calls      uint64 `json:"calls"`
+	Traps      uint64 `json:"traps"`
+	Timeouts   uint64 `json:"timeouts"`
+	Violations uint64 `json:"violations"`
+	Exhausted  uint64 `json:"pool_exhausted"`
+	Replaced   uint64 `json:"replaced"`
+	// AcquireNs, CallNs and HostNs are the total time spent waiting for an
+	// instance, in guest calls (host functions included) and in host
+	// functions alone; HostCalls counts host function calls.
+	AcquireNs   uint64    `json:"acquire_ns_total"`
+	CallNs      uint64    `json:"call_ns_total"`
+	HostNs      uint64    `json:"host_ns_total"`
+	HostCalls   uint64    `json:"host_calls"`
 	LoadedAt    time.Time `json:"loaded_at,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -444,6 +455,7 @@ func (h *Host) Plugins() []PluginStatus {
 			Waiting: p.pool.waiting.Load(), Calls: s.calls.Load(), Traps: s.traps.Load(),
 			Timeouts: s.timeouts.Load(), Violations: s.violations.Load(),
 			Exhausted: s.exhausted.Load(), Replaced: s.replaced.Load(), LoadedAt: p.loadedAt,
+			AcquireNs: s.acquireNs.Load(), CallNs: s.callNs.Load(), HostNs: s.hostNs.Load(), HostCalls: s.hostCalls.Load(),
 		}
 		if msg, at := s.lastError(); msg != "" {
 			st.LastError, st.LastErrorAt = msg, time.Unix(0, at)

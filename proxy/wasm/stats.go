@@ -25,6 +25,14 @@ type pluginStats struct {
 	exhausted  atomic.Uint64
 	replaced   atomic.Uint64
 
+	// Time split of the work, for the benchmark's overhead table: waiting
+	// for an instance, inside guest calls (host functions included), and
+	// inside host functions alone.
+	acquireNs atomic.Uint64
+	callNs    atomic.Uint64
+	hostNs    atomic.Uint64
+	hostCalls atomic.Uint64
+
 	mu         sync.Mutex
 	lastErr    string
 	lastErrAt  int64 // unix nanos
