@@ -49,7 +49,7 @@ func (p *probe) OnRequest(req sdk.Request, resp sdk.Response) sdk.Action {
 	case "/crash":
 		os.Exit(3)
 	case "/sleep":
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(2 * time.Second)
 	case "/echo":
 		b, err := req.Body()
 		if err != nil {
