@@ -2,6 +2,8 @@ package process
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -256,9 +258,23 @@ func TestBuildFailures(t *testing.T) {
 	if n := len(e.h.Plugins()); n != 0 {
 		t.Errorf("failed builds left %d plugins", n)
 	}
-	_, err := (&filter.Registry{}).Build(context.Background(), filter.Spec{Kind: "process"}, filter.Deps{})
-	if err == nil {
-		t.Error("empty registry built a filter")
+	// A pinned sha256 must match the executable.
+	b, err := os.ReadFile(bins["probe"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	for _, pin := range []struct {
+		sha string
+		ok  bool
+	}{{hex.EncodeToString(sum[:]), true}, {strings.Repeat("0", 64), false}} {
+		f, err := e.h.Factory().Build(context.Background(), filter.Spec{Name: "pinned", Path: bins["probe"], SHA256: pin.sha, Config: json.RawMessage(`{"tag":"x"}`)}, filter.Deps{})
+		if pin.ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "does not match")) {
+			t.Errorf("sha256 %s…: err = %v", pin.sha[:8], err)
+		}
+		if f != nil {
+			_ = f.(*Filter).Close(context.Background())
+		}
 	}
 	if _, err := ParseSettings(map[string]string{"pool_size": "2"}); err == nil || !strings.Contains(err.Error(), "unknown process setting") {
 		t.Errorf("ParseSettings: %v", err)
