@@ -43,10 +43,14 @@ type hostService struct {
 	ids     map[string]int32
 }
 
-// callRef is one in-flight call: its exchange and phase.
+// callRef is one in-flight call: its exchange and phase. mu orders a
+// callback's use of the exchange before the caller's (the two only meet
+// through the plugin process, which the race detector cannot see).
 type callRef struct {
+	mu       sync.Mutex
 	x        *filter.Exchange
 	response bool
+	done     bool // the caller moved on (the call ended or timed out)
 }
 
 type metricRef struct {
@@ -71,8 +75,14 @@ func (s *hostService) begin(x *filter.Exchange, response bool) uint64 {
 
 func (s *hostService) end(id uint64) {
 	s.mu.Lock()
+	c := s.calls[id]
 	delete(s.calls, id)
 	s.mu.Unlock()
+	if c != nil {
+		c.mu.Lock()
+		c.done = true
+		c.mu.Unlock()
+	}
 }
 
 // ReadBody buffers and returns a body of an in-flight exchange.
@@ -81,6 +91,11 @@ func (s *hostService) ReadBody(_ context.Context, req *pluginpb.BodyRequest) (*p
 	c := s.calls[req.CallId]
 	s.mu.Unlock()
 	if c == nil {
+		return &pluginpb.BodyResponse{Error: "no such call (it ended)"}, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
 		return &pluginpb.BodyResponse{Error: "no such call (it ended)"}, nil
 	}
 	x := c.x
