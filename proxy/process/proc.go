@@ -331,9 +331,14 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 			continue
 		}
 		level := w.level
-		// go-plugin's own chatter in the plugin (hclog JSON) is debug.
-		if strings.HasPrefix(line, `{"@level":"debug"`) || strings.HasPrefix(line, `{"@level":"trace"`) {
+		switch {
+		case strings.HasPrefix(line, `{"@level":"debug"`) || strings.HasPrefix(line, `{"@level":"trace"`):
+			// go-plugin's own chatter in the plugin (hclog JSON).
 			level = zapcore.DebugLevel
+		case strings.Contains(line, "[ERROR]"):
+			level = zapcore.ErrorLevel
+		case strings.Contains(line, "[WARN]"):
+			level = zapcore.WarnLevel
 		}
 		if ce := w.log.Check(level, "plugin output"); ce != nil {
 			ce.Write(zap.String("line", line))
