@@ -1,11 +1,13 @@
 package observe
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -86,7 +88,7 @@ func NewAccessLog(cfg config.AccessLog, w io.Writer) (*AccessLog, error) {
 	case w == nil:
 		w = os.Stdout
 	}
-	a.buf = &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(w), Size: 256 << 10, FlushInterval: time.Second}
+	a.buf = &zapcore.BufferedWriteSyncer{WS: pipeSafe{zapcore.AddSync(w)}, Size: 256 << 10, FlushInterval: time.Second}
 	ec := zapcore.EncoderConfig{
 		TimeKey:        "ts",
 		MessageKey:     "msg",
@@ -97,6 +99,18 @@ func NewAccessLog(cfg config.AccessLog, w io.Writer) (*AccessLog, error) {
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(ec), a.buf, zapcore.InfoLevel)
 	a.log = zap.New(core)
 	return a, nil
+}
+
+// pipeSafe ignores the error fsync gives for pipes and terminals: stdout
+// piped into a log collector cannot be synced, and that is not a failure.
+type pipeSafe struct{ zapcore.WriteSyncer }
+
+func (p pipeSafe) Sync() error {
+	err := p.WriteSyncer.Sync()
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTTY) || errors.Is(err, syscall.ENOTSUP) {
+		return nil
+	}
+	return err
 }
 
 // Log writes e, subject to sampling.
