@@ -42,6 +42,9 @@ type GatewayOptions struct {
 	Version string
 	// Factories registers extra filter kinds (process plugins).
 	Factories func(r *filter.Registry, log *zap.Logger) (closer func(context.Context) error, err error)
+	// PluginStatus lists the plugins of those extra kinds for /plugins,
+	// after the Wasm plugins. Each entry should carry a "kind" field.
+	PluginStatus func() []any
 }
 
 // Gateway is a running wasmgate: the Server plus everything it owns —
@@ -241,7 +244,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 			Config:   g.tracker.ConfigStatus,
 			Version:  g.tracker.Version,
 			Clusters: g.clusters,
-			Plugins:  func() any { return g.host.Plugins() },
+			Plugins:  g.plugins,
 			Gatherer: g.Registry,
 			Level:    g.level,
 		})
@@ -289,6 +292,24 @@ func (g *Gateway) AdminAddr() string {
 		return ""
 	}
 	return g.admin.Addr().String()
+}
+
+// wasmStatus is a Wasm plugin's /plugins entry, with its kind.
+type wasmStatus struct {
+	Kind string `json:"kind"`
+	wasm.PluginStatus
+}
+
+// plugins is what /plugins shows: Wasm plugins, then the extra kinds.
+func (g *Gateway) plugins() any {
+	out := []any{}
+	for _, st := range g.host.Plugins() {
+		out = append(out, wasmStatus{Kind: "wasm", PluginStatus: st})
+	}
+	if g.opts.PluginStatus != nil {
+		out = append(out, g.opts.PluginStatus()...)
+	}
+	return out
 }
 
 func (g *Gateway) clusters() any {

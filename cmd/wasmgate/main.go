@@ -127,12 +127,14 @@ func cmdRun(args []string, stderr io.Writer) error {
 
 func startGateway(c *commonFlags) (*proxy.Gateway, error) {
 	ctx := context.Background()
+	pp := &processPlugins{}
 	g, err := proxy.NewGateway(ctx, proxy.GatewayOptions{
-		ConfigPath: c.config,
-		Mode:       c.mode,
-		LogFormat:  c.logFormat,
-		Version:    getVersion(),
-		Factories:  processFactories,
+		ConfigPath:   c.config,
+		Mode:         c.mode,
+		LogFormat:    c.logFormat,
+		Version:      getVersion(),
+		Factories:    pp.register,
+		PluginStatus: pp.status,
 	})
 	if err != nil {
 		return nil, err
@@ -181,7 +183,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := proxy.Check(ctx, cfg, processFactories); err != nil {
+	if err := proxy.Check(ctx, cfg, (&processPlugins{}).register); err != nil {
 		printProblems(stderr, err)
 		return 1
 	}
