@@ -120,6 +120,7 @@ func NewGateway(ctx context.Context, opts GatewayOptions) (_ *Gateway, err error
 		CallTimeout:    cfg.Wasm.CallTimeout,
 		PoolSize:       cfg.Wasm.PoolSize,
 		PoolWait:       cfg.Wasm.PoolWait,
+		InitTimeout:    cfg.Wasm.InitTimeout,
 		Logger:         log,
 		Metrics:        g.Registry,
 	})
@@ -394,7 +395,8 @@ func Check(ctx context.Context, cfg *config.Config, factories func(*filter.Regis
 	log := zap.NewNop()
 	host, err := wasm.NewHost(ctx, wasm.HostOptions{
 		CacheDir: cfg.Wasm.CacheDir, MemoryLimitMiB: cfg.Wasm.MemoryLimitMiB,
-		CallTimeout: cfg.Wasm.CallTimeout, PoolSize: 1, PoolWait: cfg.Wasm.PoolWait, Logger: log,
+		CallTimeout: cfg.Wasm.CallTimeout, PoolSize: 1, PoolWait: cfg.Wasm.PoolWait,
+		InitTimeout: cfg.Wasm.InitTimeout, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wasmgate/wasmgate/internal/wasmbuild"
 	"github.com/wasmgate/wasmgate/proxy/mesh"
 )
 
@@ -46,6 +47,9 @@ func TestShippedConfigsValidate(t *testing.T) {
 		}
 		if !strings.Contains(rel, "registry") {
 			files = append(files, dst)
+			// Share the test suite's compiled-module cache: a cold compile
+			// of five Go guests under -race takes minutes.
+			data = append(data, []byte("\nwasm:\n  cache_dir: "+wasmbuild.CacheDir()+"\n")...)
 		}
 		return os.WriteFile(dst, data, 0o644)
 	})

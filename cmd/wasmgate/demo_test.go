@@ -58,6 +58,7 @@ func TestEdgeDemo(t *testing.T) {
 	for _, p := range []string{"api-key", "jwt-auth", "rate-limit", "authz", "transform"} {
 		cfg = strings.ReplaceAll(cfg, "../build/plugins/"+p+".wasm", wasmbuild.Build(t, "plugins/"+p))
 	}
+	cfg += "\nwasm:\n  cache_dir: " + wasmbuild.CacheDir() + "\n"
 	cfgPath := filepath.Join(dir, "edge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -113,6 +113,9 @@ type Wasm struct {
 	PoolSize int `yaml:"pool_size"`
 	// PoolWait is how long a request waits for a free instance. Default 50ms.
 	PoolWait time.Duration `yaml:"pool_wait"`
+	// InitTimeout bounds a guest's start-up (_initialize and its config
+	// check) at load time, off the request path. Default 30s.
+	InitTimeout time.Duration `yaml:"init_timeout"`
 }
 
 // Limits bound client input.

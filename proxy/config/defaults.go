@@ -51,6 +51,9 @@ func (c *Config) ApplyDefaults() {
 			c.Wasm.CallTimeout += 4 * c.Store.Redis.Timeout
 		}
 	}
+	if c.Wasm.InitTimeout == 0 {
+		c.Wasm.InitTimeout = 30 * time.Second
+	}
 	if c.Wasm.PoolWait == 0 {
 		c.Wasm.PoolWait = 50 * time.Millisecond
 	}

@@ -36,7 +36,7 @@ const (
 	DefaultCallTimeout    = 20 * time.Millisecond
 	DefaultPoolWait       = 50 * time.Millisecond
 	// DefaultInitTimeout bounds _initialize/_start and check_config.
-	DefaultInitTimeout = 5 * time.Second
+	DefaultInitTimeout = 30 * time.Second
 )
 
 // HostOptions configure a Host. Zero values take the defaults.
@@ -45,11 +45,14 @@ type HostOptions struct {
 	// os.UserCacheDir()/wasmgate/wazero-<wazero version>; "off" disables
 	// the file cache.
 	CacheDir string
-	// MemoryLimitMiB is the memory limit of one instance. Default 16.
+	// MemoryLimitMiB is the memory limit of one instance. Default 16 here;
+	// the config's default is 32 (proxy/config).
 	MemoryLimitMiB uint32
 	// CallTimeout bounds one guest call. Default 20ms.
 	CallTimeout time.Duration
-	// InitTimeout bounds a guest's initialisation. Default 5s.
+	// InitTimeout bounds a guest's initialisation. Default 30s: it runs at
+	// load time, off the request path, and a cold Go runtime start on a
+	// busy machine can take seconds.
 	InitTimeout time.Duration
 	// PoolSize is the number of instances per plugin. Default GOMAXPROCS
 	// for stateless guests, 4 x GOMAXPROCS for guests pinned per request.
@@ -354,4 +357,23 @@ func defaultPoolSize(stateless bool) int {
 		n *= 4
 	}
 	return n
+}
+
+// Precompile compiles the module at path into the host's compilation cache
+// without instantiating it. The test suite warms its shared cache with it
+// before the race-detector run, where wazero's compiler is ten times slower.
+func (h *Host) Precompile(ctx context.Context, path string) error {
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("wasm: precompile: %w", err)
+	}
+	r, err := h.runtime(ctx, h.opts.MemoryLimitMiB*16)
+	if err != nil {
+		return err
+	}
+	cm, err := r.rt.CompileModule(ctx, bin)
+	if err != nil {
+		return fmt.Errorf("wasm: precompile %q: %w", path, err)
+	}
+	return cm.Close(ctx)
 }
