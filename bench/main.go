@@ -203,6 +203,10 @@ type live struct {
 	cpu    []float64
 	n, err uint64
 	hist   *Hist
+	// split0 is the Wasm time counters before the rounds; split the
+	// per-request difference after them.
+	split0 *wasmTotals
+	split  *WasmSplit
 }
 
 // measureAll starts every scenario, then measures throughput and CPU in
@@ -229,6 +233,9 @@ func measureAll(e *env, scs []scenario, p params, ceiling float64) []result {
 	for _, l := range lives {
 		closedLoop(l.r.target, p.Conc, p.Warmup)
 	}
+	for _, l := range lives {
+		l.split0 = wasmTimes(l.r.admin)
+	}
 	per := p.Duration / time.Duration(p.Rounds)
 	for round := range p.Rounds {
 		for _, l := range lives {
@@ -247,6 +254,11 @@ func measureAll(e *env, scs []scenario, p params, ceiling float64) []result {
 		fmt.Printf("round %d/%d done\n", round+1, p.Rounds)
 	}
 	for _, l := range lives {
+		if end := wasmTimes(l.r.admin); end != nil && l.split0 != nil && l.n > 0 {
+			l.split = end.perRequest(l.split0, l.n)
+		}
+	}
+	for _, l := range lives {
 		sc := l.sc
 		if l.n == 0 || l.err*10 > l.n {
 			results = append(results, result{Name: sc.Name, Kind: sc.Kind, Desc: sc.Desc, Proto: sc.Proto,
@@ -258,6 +270,7 @@ func measureAll(e *env, scs []scenario, p params, ceiling float64) []result {
 			RPS: median(l.rps), RPSRounds: l.rps, CPURounds: l.cpu, CPUPerReq: median(l.cpu),
 			Requests: l.n, Errors: l.err,
 			ClosedP50: l.hist.Quantile(0.5), ClosedP99: l.hist.Quantile(0.99),
+			Split: l.split,
 		}
 		rate := p.Rate
 		if float64(rate) > 0.5*res.RPS {

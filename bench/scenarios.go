@@ -37,6 +37,9 @@ type running struct {
 	target *target
 	pids   func() []int
 	stop   func()
+	// admin is the wasmgate admin address ("" when off), read for the Wasm
+	// time split.
+	admin string
 }
 
 // scenario is one row of the table.
@@ -239,12 +242,22 @@ func gateway(filters func(e *env) string, proto string) func(e *env) (*running, 
 				port, filepath.Join(e.work, "tls", "cert.pem"), filepath.Join(e.work, "tls", "key.pem"))
 		}
 		fl := "[]"
+		admin := ""
 		if filters != nil {
 			fl = filters(e)
+			ap, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			admin = fmt.Sprintf("127.0.0.1:%d", ap)
+		}
+		adminAddr := admin
+		if adminAddr == "" {
+			adminAddr = "off"
 		}
 		cfg := fmt.Sprintf(`mode: edge
 listeners: [%s]
-admin: {address: "off"}
+admin: {address: %q}
 logging: {level: warn, access_log: {enabled: false}}
 shutdown: {drain_timeout: 2s}
 wasm: {cache_dir: %q}
@@ -253,7 +266,7 @@ routes:
   - name: bench
     cluster: up
     filters: %s
-`, listener, e.cache, e.upstream, fl)
+`, listener, adminAddr, e.cache, e.upstream, fl)
 		name := fmt.Sprintf("wasmgate-%d", port)
 		path := filepath.Join(e.work, name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -274,7 +287,7 @@ routes:
 			return nil, fmt.Errorf("wasmgate (%s): %w; log %s", path, err, filepath.Join(e.work, name+".log"))
 		}
 		pid := cmd.Process.Pid
-		return &running{target: t, pids: func() []int { return family([]int{pid}) }, stop: func() { t.close(); stop() }}, nil
+		return &running{target: t, pids: func() []int { return family([]int{pid}) }, stop: func() { t.close(); stop() }, admin: admin}, nil
 	}
 }
 
