@@ -3,6 +3,11 @@ GO        ?= go
 BIN       := build/bin
 WASM_OUT  := build/plugins
 PLUGIN_DIRS := $(wildcard plugins/*/main.go pluginsdk-examples/*/main.go)
+# wazero files compiled modules under its own version, read from build info,
+# which test binaries lack ("dev") and binaries have: pin it so the test
+# binaries and the wasmgate binaries the tests build share one cache.
+WAZERO_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/tetratelabs/wazero)
+TEST_LDFLAGS := -ldflags=-X=github.com/tetratelabs/wazero/internal/version.version=$(WAZERO_VERSION)
 
 .PHONY: build run test vet bench plugins mesh-demo clean
 
@@ -28,10 +33,10 @@ vet:
 test: vet plugins
 	# build every Wasm guest and compile it into the suite's shared cache
 	# without the race detector first (its compiler is 10x slower under -race)
-	$(GO) test -count=1 ./internal/warmcache
-	$(GO) test -race -timeout 15m ./...
+	$(GO) test $(TEST_LDFLAGS) -count=1 ./internal/warmcache
+	$(GO) test $(TEST_LDFLAGS) -race -timeout 15m ./...
 	# memory bounds are meaningless under the race detector: check them without it
-	$(GO) test -count=1 -run 'BoundedInstances' ./proxy
+	$(GO) test $(TEST_LDFLAGS) -count=1 -run 'BoundedInstances' ./proxy
 
 bench: build
 	$(GO) run ./bench

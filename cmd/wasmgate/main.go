@@ -181,7 +181,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if err := proxy.Check(ctx, cfg, (&processPlugins{}).register); err != nil {
 		printProblems(stderr, err)
