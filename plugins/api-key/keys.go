@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/textproto"
@@ -12,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/wasmgate/wasmgate/plugins/keyhash"
+
+	"github.com/wasmgate/wasmgate/sdk"
 )
 
 // Defaults of the api-key config.
@@ -78,12 +78,8 @@ type keyring struct {
 // its field path.
 func parseConfig(data []byte) (*keyring, error) {
 	var c Config
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return nil, fmt.Errorf("api-key: config: %w", err)
-		}
+	if err := sdk.DecodeConfig(data, &c); err != nil {
+		return nil, fmt.Errorf("api-key: %w", err)
 	}
 	k, err := c.compile()
 	if err != nil {

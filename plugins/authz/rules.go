@@ -1,14 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/textproto"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/wasmgate/wasmgate/sdk"
 )
 
 // Actions of a rule.
@@ -95,12 +95,8 @@ type policy struct {
 // its field path.
 func parseConfig(data []byte) (*policy, error) {
 	var c Config
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return nil, fmt.Errorf("authz: config: %w", err)
-		}
+	if err := sdk.DecodeConfig(data, &c); err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
 	}
 	p, err := c.compile()
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wasmgate/wasmgate/sdk"
 )
 
 // Defaults of the jwt-auth config.
@@ -137,12 +139,8 @@ type authenticator struct {
 // its field path.
 func parseConfig(data []byte) (*authenticator, error) {
 	var c Config
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return nil, fmt.Errorf("jwt-auth: config: %w", err)
-		}
+	if err := sdk.DecodeConfig(data, &c); err != nil {
+		return nil, fmt.Errorf("jwt-auth: %w", err)
 	}
 	a, err := c.compile()
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/wasmgate/wasmgate/sdk"
 )
 
 // defaultMaxBody is the largest body transform edits; bigger bodies pass
@@ -133,12 +134,8 @@ type program struct {
 // its field path.
 func parseConfig(data []byte) (*program, error) {
 	var c Config
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return nil, fmt.Errorf("transform: config: %w", err)
-		}
+	if err := sdk.DecodeConfig(data, &c); err != nil {
+		return nil, fmt.Errorf("transform: %w", err)
 	}
 	p, err := c.compile()
 	if err != nil {
