@@ -200,3 +200,27 @@ func (h Header) Del(name string) { hst().RemoveHeader(h.kind, name) }
 
 // Names returns the header names present.
 func (h Header) Names() []string { return hst().HeaderNames(h.kind) }
+
+// RemoveQueryParam returns the request URI without the named parameter,
+// keeping the order and encoding of the others.
+func RemoveQueryParam(uri, name string) string {
+	path, query, ok := strings.Cut(uri, "?")
+	if !ok {
+		return uri
+	}
+	parts := strings.Split(query, "&")
+	kept := parts[:0]
+	for _, p := range parts {
+		k, _, _ := strings.Cut(p, "=")
+		if uk, err := url.QueryUnescape(k); err == nil {
+			k = uk
+		}
+		if k != name && p != "" {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 {
+		return path
+	}
+	return path + "?" + strings.Join(kept, "&")
+}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/wasmgate/wasmgate/plugins/keyhash"
+
+	"github.com/wasmgate/wasmgate/sdk"
 )
 
 func mustKeyring(t *testing.T, cfg string) *keyring {
@@ -66,7 +68,7 @@ func TestExtract(t *testing.T) {
 			}
 		})
 	}
-	if got := removeQueryParam("/a?api_key=x&b=1", "api_key"); got != "/a?b=1" {
+	if got := sdk.RemoveQueryParam("/a?api_key=x&b=1", "api_key"); got != "/a?b=1" {
 		t.Fatalf("removeQueryParam = %q", got)
 	}
 }

@@ -65,7 +65,7 @@ func (p *plugin) OnRequest(req sdk.Request, resp sdk.Response) sdk.Action {
 		case "header":
 			h.Del(k.header)
 		case "query":
-			req.SetURI(removeQueryParam(req.URI(), k.query))
+			req.SetURI(sdk.RemoveQueryParam(req.URI(), k.query))
 		}
 	}
 	return sdk.Continue

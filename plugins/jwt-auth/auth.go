@@ -81,30 +81,6 @@ func removeCookie(header, name string) string {
 	return strings.Join(kept, "; ")
 }
 
-// removeQueryParam returns the request URI without the named parameter,
-// keeping the order and encoding of the others.
-func removeQueryParam(uri, name string) string {
-	path, query, ok := strings.Cut(uri, "?")
-	if !ok {
-		return uri
-	}
-	parts := strings.Split(query, "&")
-	kept := parts[:0]
-	for _, p := range parts {
-		k, _, _ := strings.Cut(p, "=")
-		if uk, err := url.QueryUnescape(k); err == nil {
-			k = uk
-		}
-		if k != name && p != "" {
-			kept = append(kept, p)
-		}
-	}
-	if len(kept) == 0 {
-		return path
-	}
-	return path + "?" + strings.Join(kept, "&")
-}
-
 // verify checks a token at now and returns the identity it proves. Verified
 // tokens are cached until they expire.
 func (a *authenticator) verify(tok string, now time.Time) (*identity, error) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmgate/wasmgate/sdk"
 )
 
 var testNow = time.Unix(1_800_000_000, 0)
@@ -328,8 +330,8 @@ func TestStripHelpers(t *testing.T) {
 		{"/p", "access_token", "/p"},
 	}
 	for _, u := range uris {
-		if got := removeQueryParam(u.in, u.name); got != u.want {
-			t.Errorf("removeQueryParam(%q) = %q, want %q", u.in, got, u.want)
+		if got := sdk.RemoveQueryParam(u.in, u.name); got != u.want {
+			t.Errorf("sdk.RemoveQueryParam(%q) = %q, want %q", u.in, got, u.want)
 		}
 	}
 }

@@ -108,7 +108,7 @@ func strip(req sdk.Request, src *Source) {
 			h.Del("Cookie")
 		}
 	case src.Query != "":
-		req.SetURI(removeQueryParam(req.URI(), src.Query))
+		req.SetURI(sdk.RemoveQueryParam(req.URI(), src.Query))
 	}
 }
 
