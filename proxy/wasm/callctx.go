@@ -6,11 +6,13 @@ import (
 	"time"
 )
 
-// callCtx is the context of an instance's guest calls. wazero watches
-// Done() to stop a guest at its deadline. Unlike context.WithTimeout it is
-// reused from call to call: one timer per instance, and a Done channel that
-// is replaced only after it fired (which discards the instance anyway), so
-// a guest call allocates nothing here.
+// callCtx is the context of an instance's guest calls and the timer that
+// stops them at their deadline. When it fires it ends the context (for host
+// functions that wait on it, and for wazero's own watcher when that is on)
+// and calls onFire, which interrupts the guest (see callguard.go). Unlike
+// context.WithTimeout it is reused from call to call: one timer per
+// instance, and a Done channel that is replaced only after it fired (which
+// discards the instance anyway), so a guest call allocates nothing here.
 type callCtx struct {
 	mu       sync.Mutex
 	ch       chan struct{}
@@ -18,12 +20,13 @@ type callCtx struct {
 	armed    bool
 	deadline time.Time
 	timer    *time.Timer
+	onFire   func(context.Context)
 }
 
 var _ context.Context = (*callCtx)(nil)
 
-func newCallCtx() *callCtx {
-	c := &callCtx{ch: make(chan struct{})}
+func newCallCtx(onFire func(context.Context)) *callCtx {
+	c := &callCtx{ch: make(chan struct{}), onFire: onFire}
 	c.timer = time.AfterFunc(time.Hour, c.fire)
 	c.timer.Stop()
 	return c
@@ -53,13 +56,34 @@ func (c *callCtx) disarm() {
 // finds the deadline in the future and does nothing.
 func (c *callCtx) fire() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if !c.armed || time.Now().Before(c.deadline) {
+		c.mu.Unlock()
 		return
 	}
+	c.end(context.DeadlineExceeded)
+}
+
+// cancel ends the current call early (its caller went away); a no-op when
+// no call is running.
+func (c *callCtx) cancel() {
+	c.mu.Lock()
+	if !c.armed {
+		c.mu.Unlock()
+		return
+	}
+	c.end(context.Canceled)
+}
+
+// end ends the armed call with err. Called with c.mu held; releases it
+// before onFire so host functions reading the context are not blocked.
+func (c *callCtx) end(err error) {
 	c.armed = false
-	c.err = context.DeadlineExceeded
+	c.err = err
 	close(c.ch)
+	c.mu.Unlock()
+	if c.onFire != nil {
+		c.onFire(c)
+	}
 }
 
 // stop releases the timer.

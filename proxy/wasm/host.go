@@ -19,6 +19,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -111,6 +112,11 @@ type Host struct {
 
 	// insts maps a guest module to its instance, for host functions.
 	insts sync.Map
+
+	// guardMu orders turnOffCallWatcher (callguard.go); slowCalls is set
+	// once when it could not be used.
+	guardMu   sync.Mutex
+	slowCalls atomic.Bool
 
 	mu       sync.Mutex
 	closed   bool

@@ -98,7 +98,8 @@ type instance struct {
 // newInstance instantiates the plugin's module and runs its start function
 // and config check.
 func (p *plugin) newInstance(ctx context.Context) (*instance, error) {
-	i := &instance{p: p, cctx: newCallCtx()}
+	i := &instance{p: p}
+	i.cctx = newCallCtx(func(ctx context.Context) { interrupt(ctx, i.mod) })
 	i.stdout = newGuestWriter(p.log, zapcore.InfoLevel, "stdout")
 	i.stderr = newGuestWriter(p.log, zapcore.WarnLevel, "stderr")
 	cfg := wazero.NewModuleConfig().
@@ -120,6 +121,12 @@ func (p *plugin) newInstance(ctx context.Context) (*instance, error) {
 		_ = mod.Close(ctx)
 		i.cctx.stop()
 		return nil, fmt.Errorf("wasm: instantiate %q: guest exports no memory", p.name)
+	}
+	p.h.guardMu.Lock()
+	fast := turnOffCallWatcher(mod)
+	p.h.guardMu.Unlock()
+	if !fast {
+		p.h.noteSlowCalls()
 	}
 	i.handleReq = mod.ExportedFunction(abi.ExportHandleRequest)
 	i.handleResp = mod.ExportedFunction(abi.ExportHandleResponse)
@@ -143,10 +150,14 @@ func (i *instance) initialize(ctx context.Context) error {
 		}
 		i.phase = phaseInit
 		i.violation = nil
-		cctx, cancel := context.WithTimeout(ctx, p.initTimeout)
-		i.ctx = cctx
-		res, err := fn.Call(cctx)
-		cancel()
+		// The instance's timer bounds init as it bounds calls; the caller's
+		// context can end it early (shutdown, a reload given up).
+		i.cctx.arm(p.initTimeout)
+		stop := context.AfterFunc(ctx, i.cctx.cancel)
+		i.ctx = i.cctx
+		res, err := fn.Call(i.cctx)
+		stop()
+		i.cctx.disarm()
 		i.ctx = nil
 		if err != nil {
 			var exit *sys.ExitError
