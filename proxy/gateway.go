@@ -248,6 +248,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 			Plugins:  g.plugins,
 			Gatherer: g.Registry,
 			Level:    g.level,
+			Pprof:    cfg.Admin.Pprof,
 		})
 		if err := g.admin.Start(ctx); err != nil {
 			return fmt.Errorf("admin: %w", err)

@@ -25,7 +25,7 @@ func TestGatewayAdminPlugins(t *testing.T) {
 	cfg := filepath.Join(dir, "gw.yaml")
 	_ = os.WriteFile(cfg, []byte(`
 listeners: [{name: public, address: "127.0.0.1:0"}]
-admin: {address: "127.0.0.1:0"}
+admin: {address: "127.0.0.1:0", pprof: true}
 wasm: {cache_dir: `+wasmbuild.CacheDir()+`, call_timeout: 2s}
 clusters: [{name: up, endpoints: ["`+up.Listener.Addr().String()+`"]}]
 routes: [{match: {path: {prefix: /}}, cluster: up, filters: [{name: add, plugin: `+plugin+`, config: {request: {x-a: "1"}}}]}]
@@ -68,5 +68,14 @@ routes: [{match: {path: {prefix: /}}, cluster: up, filters: [{name: add, plugin:
 	}
 	if ns, _ := got[0]["call_ns_total"].(float64); ns <= 0 {
 		t.Fatalf("call_ns_total = %v", got[0]["call_ns_total"])
+	}
+	// admin.pprof: true turns the profiler on (admin tests cover "off").
+	pp, err := http.Get("http://" + g.AdminAddr() + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp.Body.Close()
+	if pp.StatusCode != http.StatusOK {
+		t.Fatalf("/debug/pprof/cmdline with admin.pprof: true = %d", pp.StatusCode)
 	}
 }

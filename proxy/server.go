@@ -217,6 +217,9 @@ func staticChanges(old, cur *config.Config) []string {
 	if old.Admin.Address != cur.Admin.Address {
 		out = append(out, "admin.address")
 	}
+	if old.Admin.Pprof != cur.Admin.Pprof {
+		out = append(out, "admin.pprof")
+	}
 	if len(old.Listeners) != len(cur.Listeners) {
 		out = append(out, "listeners")
 		return out

@@ -54,6 +54,9 @@ type Config struct {
 type Admin struct {
 	// Address to listen on; default 127.0.0.1:9901. Empty string "off" disables it.
 	Address string `yaml:"address"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
+	// Off by default: profiles expose internals and cost CPU while taken.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Logging configures zap and the access log.

@@ -59,9 +59,22 @@ func benchChain(b *testing.B, c *filter.Chain) {
 func BenchmarkWasmFilter(b *testing.B) {
 	// A long call timeout: this measures cost; a loaded CI box must not
 	// turn scheduling delays into timeouts.
-	h, _ := testHost(b, HostOptions{CallTimeout: 5 * time.Second})
-	p := buildGuest(b, h, guestHeader)
-	benchChain(b, &filter.Chain{Entries: []filter.Entry{{Name: "header", Kind: "wasm", Filter: p}}})
+	for _, tc := range []struct {
+		name, pkg string
+		opts      []buildOpt
+	}{
+		// The raw-ABI test guest: the host's own cost.
+		{"abi", guestHeader, nil},
+		// The same work written with the SDK, as plugin authors do (and as
+		// bench/ loads it): the host plus the SDK's guest-side cost.
+		{"sdk", "pluginsdk-examples/add-header", []buildOpt{withConfig(map[string]any{"request": map[string]string{"X-Wasm": "1"}})}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h, _ := testHost(b, HostOptions{CallTimeout: 5 * time.Second})
+			p := buildGuest(b, h, tc.pkg, tc.opts...)
+			benchChain(b, &filter.Chain{Entries: []filter.Entry{{Name: "header", Kind: "wasm", Filter: p}}})
+		})
+	}
 }
 
 // BenchmarkNativeFilter is the bare-chain baseline for BenchmarkWasmFilter.
