@@ -48,6 +48,8 @@ type call struct {
 	// in is the client's request body, closed when the upstream's h2/h3
 	// answer ends (see closeInOnEOF).
 	in io.ReadCloser
+	// opts are the route's retry and timeout for the cluster.
+	opts upstream.CallOptions
 }
 
 type callKey struct{}
@@ -65,18 +67,32 @@ func (transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if c == nil || c.cluster == nil {
 		return nil, Error(http.StatusBadGateway, errors.New("no cluster for request"))
 	}
-	return c.cluster.RoundTrip(r)
+	return c.cluster.Send(r, &c.opts)
 }
 
-type bufferPool struct{ p sync.Pool }
+// bufferPool lends ReverseProxy its 32 KiB copy buffers. sync.Pool wants
+// pointers and ReverseProxy hands back slices, so the *[]byte holders are
+// recycled too: a Put would otherwise allocate one per request.
+type bufferPool struct{ bufs, holders sync.Pool }
 
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.bufs.Get().(*[]byte); ok {
+		buf := *v
+		*v = nil
+		b.holders.Put(v)
+		return buf
 	}
 	return make([]byte, 32<<10)
 }
-func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
+
+func (b *bufferPool) Put(p []byte) {
+	v, ok := b.holders.Get().(*[]byte)
+	if !ok {
+		v = new([]byte)
+	}
+	*v = p
+	b.bufs.Put(v)
+}
 
 // newReverseProxy builds the one ReverseProxy the server uses; everything
 // per request travels in the context.
@@ -101,7 +117,11 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 		out.Header["X-Forwarded-For"] = xff
 	}
 	pr.SetXForwarded()
-	out.Header.Set("X-Request-Id", c.x.Props.RequestID)
+	// The header is normally already right (set on the way in and cloned);
+	// a filter may have changed it, and the proxy's id is what goes up.
+	if id := c.x.Props.RequestID; len(out.Header["X-Request-Id"]) != 1 || out.Header["X-Request-Id"][0] != id {
+		out.Header["X-Request-Id"] = []string{id}
+	}
 	if m := c.route.Config.Mirror; m != nil {
 		c.snap.Upstreams.Mirror(out, *m)
 	}

@@ -64,18 +64,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			props.PeerSubject = r.TLS.PeerCertificates[0].Subject.String()
 		}
 	}
-	props.RequestID = r.Header.Get("X-Request-Id")
-	if props.RequestID == "" || len(props.RequestID) > 128 {
+	idv := r.Header["X-Request-Id"]
+	if len(idv) == 0 || idv[0] == "" || len(idv[0]) > 128 {
 		props.RequestID = observe.NewRequestID()
-		r.Header.Set("X-Request-Id", props.RequestID)
+		idv = []string{props.RequestID}
+		r.Header["X-Request-Id"] = idv
+	} else {
+		props.RequestID = idv[0]
+		idv = idv[:1:1]
 	}
-	w.Header().Set("X-Request-Id", props.RequestID)
+	// The answer carries the same id; the slice is shared and never written
+	// in place (Header.Set replaces it).
+	w.Header()["X-Request-Id"] = idv
 	// The upstream hop is a child span of the caller's (or a new) trace.
 	tc, _ := trace.FromRequest(r)
-	tc.Child().Inject(r.Header)
-	props.TraceID = tc.TraceIDString()
+	props.TraceID = tc.Child().InjectID(r.Header)
 
-	rec := observe.NewResponseRecorder(w)
+	st := &exchangeState{}
+	st.rec.Reset(w)
+	rec := &st.rec
 	w = rec
 	var body *observe.BodyCounter
 	if r.Body != nil && r.Body != http.NoBody {
@@ -86,12 +93,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt := snap.Table.Match(ci.Listener, r)
 	var c *call
-	defer func() { s.finish(start, r, rec, body, ci, rt, c, &props) }()
+	defer func() { s.finish(start, r, rec, body, ci, rt, c, &st.x.Props) }()
+	st.x.Props = props
 	if rt == nil {
 		writeErrorFor(w, r, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
 		return
 	}
-	props.Route = rt.Name
+	st.x.Props.Route = rt.Name
 	if d := rt.Config.Direct; d != nil {
 		for k, v := range d.Headers {
 			w.Header().Set(k, v)
@@ -111,10 +119,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	chain, _ := rt.Chain.(*filter.Chain)
-	x := filter.NewExchange(r, props)
+	st.resp = filter.Response{StatusCode: http.StatusOK, Header: make(http.Header)}
+	x := &st.x
+	x.Request, x.Response = r, &st.resp
 	x.BodyCap = snap.Config.Limits.BodyBufferBytes
 	ctx := filter.WithExchange(r.Context(), x)
-	c = &call{snap: snap, route: rt, chain: chain, x: x}
+	c = &st.c
+	*c = call{snap: snap, route: rt, chain: chain, x: x}
 	ran, next := chain.RunRequest(ctx, x)
 	c.ran = ran
 	if !next {
@@ -145,8 +156,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.in = r.Body
 	}
 	ctx = context.WithValue(ctx, callKey{}, c)
-	ctx = upstream.WithCallOptions(ctx, upstream.CallOptions{Retry: rt.Config.Retry, Timeout: rt.Config.Timeout, Trace: &c.trace})
+	c.opts = upstream.CallOptions{Retry: rt.Config.Retry, Timeout: rt.Config.Timeout, Trace: &c.trace}
 	s.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// exchangeState is everything one proxied request needs from the heap,
+// allocated at once.
+type exchangeState struct {
+	c    call
+	x    filter.Exchange
+	resp filter.Response
+	rec  observe.ResponseRecorder
 }
 
 // connInfo reads the listener of the request.

@@ -119,11 +119,17 @@ const (
 // the chosen endpoint's; everything else, Host header included, is sent as
 // is. Errors are typed (see StatusFor). The response body must be closed.
 func (c *Cluster) RoundTrip(req *http.Request) (*http.Response, error) {
+	return c.Send(req, callOptionsFrom(req.Context()))
+}
+
+// Send is RoundTrip with the call options given directly (nil for the
+// cluster's defaults), which spares the proxy a context value per request.
+func (c *Cluster) Send(req *http.Request, o *CallOptions) (*http.Response, error) {
 	ctx := req.Context()
 	var pol *config.Retry
 	var timeout time.Duration
 	var trace *CallTrace
-	if o := callOptionsFrom(ctx); o != nil {
+	if o != nil {
 		pol, timeout, trace = o.Retry, o.Timeout, o.Trace
 	}
 	if pol == nil {

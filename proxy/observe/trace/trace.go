@@ -191,13 +191,24 @@ func (tc TraceContext) SpanIDString() string { return hex.EncodeToString(tc.Span
 
 // Inject sets traceparent (and tracestate when present) on h, replacing any
 // values already there.
-func (tc TraceContext) Inject(h http.Header) {
-	h[ParentHeader] = []string{tc.Header()}
-	if tc.State != "" {
-		h[StateHeader] = []string{tc.State}
+func (tc TraceContext) Inject(h http.Header) { tc.InjectID(h) }
+
+// InjectID is Inject that also returns the trace id as 32 lowercase hex
+// digits, cut from the traceparent value instead of encoded again.
+func (tc TraceContext) InjectID(h http.Header) string {
+	v := tc.Header()
+	if cur := h[ParentHeader]; len(cur) == 1 {
+		cur[0] = v // the caller's slice: replaced in place, no allocation
 	} else {
-		delete(h, StateHeader)
+		h[ParentHeader] = []string{v}
 	}
+	switch cur := h[StateHeader]; {
+	case tc.State == "":
+		delete(h, StateHeader)
+	case len(cur) != 1 || cur[0] != tc.State:
+		h[StateHeader] = []string{tc.State}
+	}
+	return v[3:35]
 }
 
 // ValidState reports whether s is a valid tracestate list: at most 32

@@ -193,3 +193,24 @@ func BenchmarkNewHeader(b *testing.B) {
 		_ = New(false).Header()
 	}
 }
+
+// TestInjectID: the returned id is the trace id's hex, and a traceparent
+// the caller sent is replaced in place instead of reallocated.
+func TestInjectID(t *testing.T) {
+	tc, err := Parse(valid, "a=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tc.Child()
+	h := http.Header{"Traceparent": {valid}, "Tracestate": {"a=1"}}
+	sent := h["Traceparent"]
+	if got := c.InjectID(h); got != c.TraceIDString() {
+		t.Fatalf("InjectID = %q, want %q", got, c.TraceIDString())
+	}
+	if &h["Traceparent"][0] != &sent[0] || sent[0] != c.Header() {
+		t.Fatalf("traceparent not replaced in place: %v", h["Traceparent"])
+	}
+	if allocs := testing.AllocsPerRun(100, func() { c.InjectID(h) }); allocs > 1 {
+		t.Fatalf("InjectID over an existing header allocates %.0f times, want only the value", allocs)
+	}
+}
