@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
@@ -98,35 +99,72 @@ func TestBadInputNeverReachesHandler(t *testing.T) {
 	}
 }
 
-// TestContentLengthWithChunked: net/http follows RFC 9112 section 6.3 for a
-// request with both Content-Length and Transfer-Encoding: chunked framing
-// wins and Content-Length is removed, so the upstream request is re-framed
-// and cannot be smuggled.
-func TestContentLengthWithChunked(t *testing.T) {
-	type seen struct {
-		cl      int64
-		te      string
-		hdrCL   string
-		body    string
-		request string
-	}
-	got := make(chan seen, 2)
+// TestContentLengthWithTransferEncoding: a request carrying both framings
+// is answered 400 and never reaches the handler, on plaintext listeners and
+// on the plaintext side of a TLS+plaintext listener (h1Guard); valid
+// requests pipelined on one connection, with header-like lines in their
+// bodies, still reach it.
+func TestContentLengthWithTransferEncoding(t *testing.T) {
+	type seen struct{ path, body string }
+	got := make(chan seen, 8)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		got <- seen{r.ContentLength, strings.Join(r.TransferEncoding, ","), r.Header.Get("Content-Length"), string(b), r.URL.Path}
+		got <- seen{r.URL.Path, string(b)}
 	})
-	l := start(t, config.Listener{}, testLimits(), h, Options{})
-	c, err := net.Dial("tcp", l.Addr().String())
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := newCA(t, "ca")
+	cert := ca.issue(t, "s", []string{"localhost"}, false, "").write(t, t.TempDir(), "s")
+	plain := start(t, config.Listener{Name: "plain"}, testLimits(), h, Options{Metrics: m})
+	sniff := start(t, config.Listener{Name: "sniff", TLS: &config.ListenerTLS{Certs: []config.Cert{cert}, AllowPlaintext: true}}, testLimits(), h, Options{Metrics: m})
+
+	smuggles := []string{
+		// With Content-Length framing the body would end inside the chunk
+		// and "GET /smuggled" would be a second request.
+		"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\n",
+		"POST /first HTTP/1.0\r\nHost: x\r\ncontent-length: 1\r\nTRANSFER-ENCODING: chunked\r\n\r\nx",
+	}
+	for _, l := range []*Listener{plain, sniff} {
+		for _, req := range smuggles {
+			if status := rawExchange(t, l.Addr().String(), req); !strings.HasPrefix(status, "HTTP/1.1 400") {
+				t.Errorf("%s: %.60q: status %q, want 400", l.Name(), req, status)
+			}
+		}
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("a refused request reached the handler: %+v", s)
+	default:
+	}
+	if n := counterSum(t, reg, "wasmgate_listener_ambiguous_framing_total"); n != float64(2*len(smuggles)) {
+		t.Fatalf("wasmgate_listener_ambiguous_framing_total = %v, want %d", n, 2*len(smuggles))
+	}
+
+	// Controls on one connection: a chunked body and a Content-Length body,
+	// each with header-like lines inside, then a plain GET.
+	inner := "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n"
+	c, err := net.Dial("tcp", plain.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	// With Content-Length framing the body would be "3\r\nabc\r\n0\r\n\r\nGET /smuggled" ...
-	io.WriteString(c, "POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
-	s := <-got
-	if s.cl != -1 || s.te != "chunked" || s.hdrCL != "" || s.body != "abc" {
-		t.Fatalf("handler saw %+v, want chunked framing without Content-Length", s)
+	fmt.Fprintf(c, "POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(inner), inner)
+	fmt.Fprintf(c, "POST /length HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(inner), inner)
+	fmt.Fprintf(c, "GET /last HTTP/1.1\r\nHost: x\r\n\r\n")
+	for _, want := range []seen{{"/chunked", inner}, {"/length", inner}, {"/last", ""}} {
+		select {
+		case s := <-got:
+			if s != want {
+				t.Fatalf("handler saw %+v, want %+v", s, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s never reached the handler", want.path)
+		}
 	}
 }
 
@@ -291,4 +329,22 @@ func TestSlowClientsAreCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+}
+
+// counterSum adds up every series of the counter name in reg.
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range fams {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }

@@ -185,11 +185,14 @@ func (l *Listener) Start(ctx context.Context) error {
 		}
 		l.altSvc = fmt.Sprintf(`h3=":%d"; ma=%d`, port, int(maxAge/time.Second))
 	}
+	onSmuggle := func() { inc(l.m.smuggling) }
 	switch {
 	case l.tlsc == nil:
-		l.ln = ln
+		l.ln = guardListener{Listener: ln, onReject: onSmuggle}
 	case l.cfg.TLS.AllowPlaintext:
-		l.ln = newSniffListener(ln, l.tlsc.base, l.limits.ReadHeaderTimeout, func() { inc(l.m.sniffFail) })
+		sl := newSniffListener(ln, l.tlsc.base, l.limits.ReadHeaderTimeout, func() { inc(l.m.sniffFail) })
+		sl.onSmuggle = onSmuggle
+		l.ln = sl
 	default:
 		l.ln = tls.NewListener(ln, l.tlsc.base)
 	}

@@ -14,6 +14,7 @@ type Metrics struct {
 	reloads   *prometheus.CounterVec
 	tooEarly  *prometheus.CounterVec
 	sniffFail *prometheus.CounterVec
+	smuggling *prometheus.CounterVec
 }
 
 // NewMetrics registers the listener collectors on reg. Registering twice on
@@ -40,6 +41,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "wasmgate_listener_sniff_failures_total",
 			Help: "Connections closed before their first byte arrived on listeners that accept TLS and plaintext.",
 		}, []string{"listener"}),
+		smuggling: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmgate_listener_ambiguous_framing_total",
+			Help: "HTTP/1 requests refused with 400 because they carried both Content-Length and Transfer-Encoding.",
+		}, []string{"listener"}),
 	}
 	var err error
 	m.active, err = observe.Register(reg, m.active)
@@ -58,6 +63,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if m.sniffFail, err = observe.Register(reg, m.sniffFail); err != nil {
 		return nil, err
 	}
+	if m.smuggling, err = observe.Register(reg, m.smuggling); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -69,6 +77,7 @@ type listenerMetrics struct {
 	reloadOK, reloadErr       prometheus.Counter
 	tooEarly                  prometheus.Counter
 	sniffFail                 prometheus.Counter
+	smuggling                 prometheus.Counter
 }
 
 func (m *Metrics) forListener(name string) listenerMetrics {
@@ -84,6 +93,7 @@ func (m *Metrics) forListener(name string) listenerMetrics {
 		reloadErr:    m.reloads.WithLabelValues(name, "error"),
 		tooEarly:     m.tooEarly.WithLabelValues(name),
 		sniffFail:    m.sniffFail.WithLabelValues(name),
+		smuggling:    m.smuggling.WithLabelValues(name),
 	}
 }
 

@@ -19,6 +19,8 @@ type sniffListener struct {
 	conf    *tls.Config
 	timeout time.Duration
 	onFail  func()
+	// onSmuggle counts requests the plaintext side's h1Guard refused.
+	onSmuggle func()
 
 	conns chan net.Conn
 	errs  chan error
@@ -106,6 +108,8 @@ func (l *sniffListener) sniff(c net.Conn) {
 	var out net.Conn = &peekedConn{Conn: c, first: b[0], has: true}
 	if b[0] == tlsRecordHandshake {
 		out = tls.Server(out, l.conf)
+	} else {
+		out = newH1Guard(out, l.onSmuggle)
 	}
 	select {
 	case l.conns <- out:

@@ -1,0 +1,106 @@
+package listener
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strings"
+	"testing"
+)
+
+// chunkConn is a net.Conn whose reads return at most n bytes of data.
+type chunkConn struct {
+	net.Conn
+	r *bytes.Reader
+	n int
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(p) > c.n {
+		p = p[:c.n]
+	}
+	return c.r.Read(p)
+}
+
+// guardOutput runs in through an h1Guard, read in pieces of n bytes, and
+// returns what the reader saw and how many requests were refused.
+func guardOutput(t *testing.T, in string, n int) (string, int) {
+	t.Helper()
+	rejected := 0
+	g := newH1Guard(&chunkConn{r: bytes.NewReader([]byte(in)), n: n}, func() { rejected++ })
+	out, err := io.ReadAll(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), rejected
+}
+
+func TestH1Guard(t *testing.T) {
+	const (
+		get   = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+		smug  = "POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+		smugW = "POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding  chunked\r\n\r\n0\r\n\r\n"
+		// Header-looking lines inside bodies and trailers are data: 47 bytes.
+		inside = "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n"
+	)
+	if len(inside) != 0x2f {
+		t.Fatalf("inside is %d bytes", len(inside))
+	}
+	tests := []struct {
+		name, in, want string
+		rejected       int
+	}{
+		{"plain requests pass untouched", get + get, "", 0},
+		{"content-length then transfer-encoding", smug, smugW, 1},
+		{"transfer-encoding then content-length, any case",
+			"POST / HTTP/1.1\r\ntransfer-ENCODING: chunked\r\nCONTENT-length: 3\r\n\r\n",
+			"POST / HTTP/1.1\r\ntransfer-ENCODING: chunked\r\nCONTENT-length  3\r\n\r\n", 1},
+		{"pipelined after a content-length body", "POST / HTTP/1.1\r\nContent-Length: 47\r\n\r\n" + inside + smug,
+			"POST / HTTP/1.1\r\nContent-Length: 47\r\n\r\n" + inside + smugW, 1},
+		{"pipelined after a chunked body with extensions and trailers",
+			"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2f;ext=1\r\n" + inside + "\r\n0\r\nContent-Length: 9\r\n\r\n" + smug,
+			"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2f;ext=1\r\n" + inside + "\r\n0\r\nContent-Length: 9\r\n\r\n" + smugW, 1},
+		{"header lines inside a body are not headers", "POST / HTTP/1.1\r\nContent-Length: 47\r\n\r\n" + inside, "", 0},
+		{"a folded line is not a header", "POST / HTTP/1.1\r\nContent-Length: 0\r\nX-A: a\r\n Transfer-Encoding: chunked\r\n\r\n", "", 0},
+		{"HTTP/1.0 is refused too", "POST / HTTP/1.0\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\nx",
+			"POST / HTTP/1.0\r\nContent-Length: 1\r\nTransfer-Encoding  chunked\r\n\r\nx", 1},
+		{"an upgrade stops the guard", "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n" + smug, "", 0},
+		{"CONNECT stops the guard", "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n" + smug, "", 0},
+		{"HTTP/2 prior knowledge stops the guard", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + smug, "", 0},
+		{"a malformed chunk stops the guard", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + smug, "", 0},
+		{"an unknown transfer-encoding stops the guard", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n" + smug, "", 0},
+		{"leading empty lines are skipped", "\r\n\r\n" + smug, "\r\n\r\n" + smugW, 1},
+	}
+	for _, tt := range tests {
+		want := tt.want
+		if want == "" {
+			want = tt.in
+		}
+		for _, n := range []int{1, 2, 7, 4096} {
+			got, rej := guardOutput(t, tt.in, n)
+			if got != want || rej != tt.rejected {
+				t.Errorf("%s (reads of %d bytes): rejected %d (want %d), output\n%q\nwant\n%q", tt.name, n, rej, tt.rejected, got, want)
+			}
+		}
+	}
+}
+
+// TestH1GuardOnlyTouchesOneByte: whatever the input, the guard changes at
+// most one byte per refused request, and only a colon.
+func TestH1GuardOnlyTouchesOneByte(t *testing.T) {
+	in := strings.Repeat("POST /x HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 3)
+	got, rej := guardOutput(t, in, 5)
+	diff := 0
+	for i := range in {
+		if in[i] != got[i] {
+			diff++
+			if in[i] != ':' || got[i] != ' ' {
+				t.Fatalf("byte %d changed from %q to %q", i, in[i], got[i])
+			}
+		}
+	}
+	// The first refusal stops the guard: net/http closes the connection.
+	if diff != 1 || rej != 1 {
+		t.Fatalf("%d bytes changed, %d refusals; want 1 and 1", diff, rej)
+	}
+}
