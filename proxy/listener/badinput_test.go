@@ -128,10 +128,20 @@ func TestContentLengthWithTransferEncoding(t *testing.T) {
 		"POST /first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\n",
 		"POST /first HTTP/1.0\r\nHost: x\r\ncontent-length: 1\r\nTRANSFER-ENCODING: chunked\r\n\r\nx",
 	}
+	secure := start(t, config.Listener{Name: "tls", TLS: &config.ListenerTLS{Certs: []config.Cert{cert}}}, testLimits(), h, Options{Metrics: m})
 	for _, l := range []*Listener{plain, sniff} {
 		for _, req := range smuggles {
 			if status := rawExchange(t, l.Addr().String(), req); !strings.HasPrefix(status, "HTTP/1.1 400") {
 				t.Errorf("%s: %.60q: status %q, want 400", l.Name(), req, status)
+			}
+		}
+	}
+	// HTTP/1 over TLS: the listener handshakes, so the guard sees the
+	// decrypted request.
+	for _, l := range []*Listener{secure, sniff} {
+		for _, req := range smuggles {
+			if status := rawTLSExchange(t, l.Addr().String(), ca, req); !strings.HasPrefix(status, "HTTP/1.1 400") {
+				t.Errorf("%s over TLS: %.60q: status %q, want 400", l.Name(), req, status)
 			}
 		}
 	}
@@ -140,8 +150,12 @@ func TestContentLengthWithTransferEncoding(t *testing.T) {
 		t.Fatalf("a refused request reached the handler: %+v", s)
 	default:
 	}
-	if n := counterSum(t, reg, "wasmgate_listener_ambiguous_framing_total"); n != float64(2*len(smuggles)) {
-		t.Fatalf("wasmgate_listener_ambiguous_framing_total = %v, want %d", n, 2*len(smuggles))
+	if n := counterSum(t, reg, "wasmgate_listener_ambiguous_framing_total"); n != float64(4*len(smuggles)) {
+		t.Fatalf("wasmgate_listener_ambiguous_framing_total = %v, want %d", n, 4*len(smuggles))
+	}
+	// Plain HTTP to the TLS-only port gets net/http's usual one-line 400.
+	if status := rawExchange(t, secure.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); status != "HTTP/1.0 400 Bad Request" {
+		t.Errorf("plain HTTP to a TLS port: %q", status)
 	}
 
 	// Controls on one connection: a chunked body and a Content-Length body,
@@ -331,6 +345,25 @@ func TestSlowClientsAreCut(t *testing.T) {
 	resp.Body.Close()
 }
 
+// rawTLSExchange is rawExchange over TLS (HTTP/1.1 by ALPN), trusting ca.
+func rawTLSExchange(t *testing.T, addr string, ca *testCA, req string) string {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading status line: %v", err)
+	}
+	return strings.TrimRight(line, "\r\n")
+}
+
 // counterSum adds up every series of the counter name in reg.
 func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
@@ -347,4 +380,44 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestTLSStateSurvivesTheGuard: HTTP/1 over TLS is served inside the
+// smuggling guard, yet handlers see r.TLS (SNI, ALPN, client certificate)
+// and the connection info says TLS; HTTP/2 keeps net/http's own TLS path.
+// (client_auth "request" asks for a certificate without verifying it.)
+func TestTLSStateSurvivesTheGuard(t *testing.T) {
+	type seen struct {
+		proto, sni, alpn string
+		peerCerts        int
+		infoTLS          bool
+	}
+	got := make(chan seen, 2)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := seen{proto: r.Proto}
+		if r.TLS != nil {
+			s.sni, s.alpn, s.peerCerts = r.TLS.ServerName, r.TLS.NegotiatedProtocol, len(r.TLS.PeerCertificates)
+		}
+		info, _ := Info(r.Context())
+		s.infoTLS = info.TLS
+		got <- s
+	})
+	srv := startTLS(t, config.Listener{TLS: &config.ListenerTLS{ClientAuth: "request"}}, h, Options{})
+	client := srv.ca.issue(t, "client", nil, true, "spiffe://test/ns/default/sa/c")
+	for _, alpn := range []string{"http/1.1", "h2"} {
+		conf := srv.clientTLS()
+		conf.NextProtos = []string{alpn}
+		conf.Certificates = []tls.Certificate{client.tls}
+		tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: alpn == "h2"}
+		resp, err := (&http.Client{Transport: tr}).Get(srv.url("/"))
+		if err != nil {
+			t.Fatalf("%s: %v", alpn, err)
+		}
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		s := <-got
+		if s.sni != "localhost" || s.alpn != alpn || s.peerCerts != 1 || !s.infoTLS {
+			t.Errorf("%s: handler saw %+v", alpn, s)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,9 @@ type connState struct {
 	// inEarlyData reports, for QUIC, whether the handshake is still
 	// incomplete (requests now are 0-RTT); nil for TCP.
 	inEarlyData func() bool
+	// tls is the TLS state of an HTTP/1 connection handshaken by the
+	// listener (net/http sees it as plaintext); nil otherwise.
+	tls *tls.ConnectionState
 }
 
 type connKey struct{}

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"bytes"
 	"net"
 	"strconv"
 )
@@ -70,17 +71,20 @@ type h1Guard struct {
 	state h1State
 
 	// The current line.
-	lineLen int // bytes so far, CR and LF excluded
-	head    [8]byte
-	name    [guardNameLen]byte
-	nameLen int
-	nameBad bool // longer than guardNameLen or not yet a name we look for
-	colon   bool // past the colon of a header line
-	fold    bool // a continuation line (obs-fold)
-	kind    hdrKind
-	val     [guardValLen]byte
-	valLen  int
-	valLong bool
+	lineLen  int  // bytes so far, LF excluded
+	nonEmpty bool // has a byte other than CR
+	head     [8]byte
+	headLen  int
+	tail     [8]byte
+	name     [guardNameLen]byte
+	nameLen  int
+	nameBad  bool // longer than guardNameLen or not yet a name we look for
+	colon    bool // past the colon of a header line
+	fold     bool // a continuation line (obs-fold)
+	kind     hdrKind
+	val      [guardValLen]byte
+	valLen   int
+	valLong  bool
 
 	// The current request.
 	blockLen         int
@@ -144,8 +148,23 @@ func (g *h1Guard) scan(b []byte) {
 			g.remaining, g.chunkDigits, g.chunkExt = 0, 0, false
 		case h1ChunkSize:
 			g.chunkSizeByte(b[i])
-		default: // request line, headers, trailers
-			g.lineByte(b, i)
+		default: // request line, headers, trailers: a line at a time
+			end := len(b)
+			j := bytes.IndexByte(b[i:], '\n')
+			if j >= 0 {
+				end = i + j
+			}
+			g.blockLen += end - i + 1
+			if g.blockLen > maxGuardBlock {
+				g.stop()
+				return
+			}
+			g.lineSeg(b, i, end)
+			if j < 0 {
+				return
+			}
+			i = end // the loop steps over the LF
+			g.endLine()
 		}
 	}
 }
@@ -163,72 +182,86 @@ func (g *h1Guard) startRequest() {
 }
 
 func (g *h1Guard) resetLine() {
-	g.lineLen, g.nameLen, g.nameBad, g.colon, g.fold = 0, 0, false, false, false
+	g.lineLen, g.nonEmpty, g.headLen = 0, false, 0
+	g.nameLen, g.nameBad, g.colon, g.fold = 0, false, false, false
 	g.kind, g.valLen, g.valLong = hdrOther, 0, false
 }
 
-// lineByte handles one byte of the request line, a header line or a
-// trailer line. b[i] may be rewritten (see h1Guard).
-func (g *h1Guard) lineByte(b []byte, i int) {
-	c := b[i]
-	g.blockLen++
-	if g.blockLen > maxGuardBlock {
-		g.stop()
+// lineSeg handles b[from:to], a piece of the current request, header or
+// trailer line without its LF (a line may arrive over several reads). It
+// works on whole pieces (IndexByte, no per-byte calls): most header bytes
+// are values nobody here needs. b[from:to] may get one byte rewritten (see
+// h1Guard).
+func (g *h1Guard) lineSeg(b []byte, from, to int) {
+	seg := b[from:to]
+	if len(seg) == 0 {
 		return
 	}
-	if c == '\n' {
-		g.endLine()
-		return
+	first := g.lineLen == 0
+	// textproto takes "\r\n" and "\n" alike: CRs do not make a line non-empty.
+	if !g.nonEmpty && len(bytes.Trim(seg, "\r")) > 0 {
+		g.nonEmpty = true
 	}
-	if c == '\r' {
-		return // textproto takes "\r\n" and "\n" alike
-	}
-	n := g.lineLen
-	g.lineLen++
+	g.lineLen += len(seg)
 	switch g.state {
 	case h1RequestLine:
-		if n < len(g.head) {
-			g.head[n] = c
+		for i := 0; i < len(seg) && g.headLen < len(g.head); i++ {
+			g.head[g.headLen] = seg[i]
+			g.headLen++
 		}
-		// Track the line's last bytes for the version: shift left.
-		g.val[0], g.val[1], g.val[2], g.val[3], g.val[4], g.val[5], g.val[6], g.val[7] =
-			g.val[1], g.val[2], g.val[3], g.val[4], g.val[5], g.val[6], g.val[7], c
+		// Keep the line's last 8 bytes (CR excluded) for the version.
+		t := bytes.TrimRight(seg, "\r")
+		if len(t) >= len(g.tail) {
+			copy(g.tail[:], t[len(t)-len(g.tail):])
+		} else if len(t) > 0 {
+			copy(g.tail[:], g.tail[len(t):])
+			copy(g.tail[len(g.tail)-len(t):], t)
+		}
 		return
 	case h1Trailers:
 		return
 	}
 	// A header line.
-	if n == 0 && (c == ' ' || c == '\t') {
+	if first && (seg[0] == ' ' || seg[0] == '\t') {
 		g.fold = true
 	}
 	if g.fold {
 		return
 	}
 	if !g.colon {
-		if c == ':' {
-			g.colon = true
-			g.headerName(b, i)
+		k := bytes.IndexByte(seg, ':')
+		name := seg
+		if k >= 0 {
+			name = seg[:k]
+		}
+		if g.nameLen+len(name) > len(g.name) {
+			g.nameBad = true
+		} else {
+			for _, c := range name {
+				g.name[g.nameLen] = lower(c)
+				g.nameLen++
+			}
+		}
+		if k < 0 {
 			return
 		}
-		if g.nameLen < len(g.name) {
-			g.name[g.nameLen] = lower(c)
-			g.nameLen++
-		} else {
-			g.nameBad = true
-		}
-		return
+		g.colon = true
+		g.headerName(b, from+k)
+		seg = seg[k+1:]
 	}
 	if g.kind != hdrContentLength && g.kind != hdrTransferEncoding {
 		return
 	}
-	if g.valLen == 0 && (c == ' ' || c == '\t') {
-		return // leading whitespace
-	}
-	if g.valLen < len(g.val) {
-		g.val[g.valLen] = lower(c)
-		g.valLen++
-	} else {
-		g.valLong = true
+	for _, c := range seg {
+		switch {
+		case c == '\r':
+		case g.valLen == 0 && (c == ' ' || c == '\t'): // leading whitespace
+		case g.valLen < len(g.val):
+			g.val[g.valLen] = lower(c)
+			g.valLen++
+		default:
+			g.valLong = true
+		}
 	}
 }
 
@@ -268,26 +301,27 @@ func (g *h1Guard) headerName(b []byte, i int) {
 func (g *h1Guard) endLine() {
 	switch g.state {
 	case h1RequestLine:
-		if g.lineLen == 0 {
+		if !g.nonEmpty {
 			g.blockLen = 0 // an empty line before a request is skipped
+			g.resetLine()
 			return
 		}
-		head := string(g.head[:min(g.lineLen, len(g.head))])
+		head := string(g.head[:g.headLen])
 		if hasPrefix(head, "CONNECT ") || hasPrefix(head, "PRI ") {
 			g.stop() // a tunnel or HTTP/2 with prior knowledge
 			return
 		}
-		g.http10 = g.lineLen >= 8 && string(g.val[:8]) == "HTTP/1.0"
+		g.http10 = g.lineLen >= len(g.tail) && string(g.tail[:]) == "HTTP/1.0"
 		g.state = h1Headers
 		g.resetLine()
 	case h1Trailers:
-		if g.lineLen == 0 {
+		if !g.nonEmpty {
 			g.startRequest()
 			return
 		}
 		g.resetLine()
 	case h1Headers:
-		if g.lineLen == 0 {
+		if !g.nonEmpty {
 			g.endHeaders()
 			return
 		}

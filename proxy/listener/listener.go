@@ -186,15 +186,17 @@ func (l *Listener) Start(ctx context.Context) error {
 		l.altSvc = fmt.Sprintf(`h3=":%d"; ma=%d`, port, int(maxAge/time.Second))
 	}
 	onSmuggle := func() { inc(l.m.smuggling) }
-	switch {
-	case l.tlsc == nil:
+	if l.tlsc == nil {
 		l.ln = guardListener{Listener: ln, onReject: onSmuggle}
-	case l.cfg.TLS.AllowPlaintext:
-		sl := newSniffListener(ln, l.tlsc.base, l.limits.ReadHeaderTimeout, func() { inc(l.m.sniffFail) })
+	} else {
+		sl := newSniffListener(ln, l.tlsc.base, l.limits.ReadHeaderTimeout, l.cfg.TLS.AllowPlaintext, func() { inc(l.m.sniffFail) })
 		sl.onSmuggle = onSmuggle
+		sl.onHandshakeErr = func(remote net.Addr, err error) {
+			if ce := l.log.Check(zapcore.DebugLevel, "tls handshake failed"); ce != nil {
+				ce.Write(zap.Stringer("remote", remote), zap.Error(err))
+			}
+		}
 		l.ln = sl
-	default:
-		l.ln = tls.NewListener(ln, l.tlsc.base)
 	}
 	l.wg.Go(func() {
 		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -323,14 +325,24 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 
 // connContext puts the connection facts in every TCP connection's context.
 func (l *Listener) connContext(ctx context.Context, c net.Conn) context.Context {
-	_, isTLS := c.(*tls.Conn)
-	return withConnState(ctx, &connState{info: ConnInfo{
+	st := &connState{info: ConnInfo{
 		Listener:   l.cfg.Name,
 		Role:       l.cfg.Role,
 		LocalAddr:  c.LocalAddr(),
 		RemoteAddr: c.RemoteAddr(),
-		TLS:        isTLS,
-	}})
+	}}
+	switch c := c.(type) {
+	case *tls.Conn:
+		st.info.TLS = true
+	case *h1Guard:
+		// HTTP/1 over TLS reaches net/http inside the guard, so net/http
+		// does not know it is TLS; serveTCP puts the state back on r.TLS.
+		if tc, ok := c.Conn.(*tls.Conn); ok {
+			cs := tc.ConnectionState()
+			st.info.TLS, st.tls = true, &cs
+		}
+	}
+	return withConnState(ctx, st)
 }
 
 // connState counts TCP connections.
@@ -348,6 +360,11 @@ func (l *Listener) connState(_ net.Conn, s http.ConnState) {
 
 // serveTCP is the handler for HTTP/1.1 and HTTP/2.
 func (l *Listener) serveTCP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil {
+		if st := connStateFrom(r.Context()); st != nil && st.tls != nil {
+			r.TLS = st.tls
+		}
+	}
 	if !validHost(r.Host) {
 		badRequest(w, r, "invalid Host header")
 		return

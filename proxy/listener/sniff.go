@@ -2,6 +2,8 @@ package listener
 
 import (
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -10,17 +12,30 @@ import (
 // tlsRecordHandshake is the first byte of every TLS ClientHello.
 const tlsRecordHandshake = 0x16
 
-// sniffListener serves TLS and plaintext on one port: it reads the first
-// byte of each connection (in its own goroutine, so a silent client never
-// stalls Accept) and hands out a *tls.Conn when it starts a TLS record, the
-// plain connection otherwise.
+// sniffListener accepts TCP connections and prepares each one in its own
+// goroutine (so a silent or slow client never stalls Accept) before
+// net/http sees it:
+//
+//   - With plaintext allowed it reads the first byte: a TLS record starts a
+//     TLS connection, anything else is plaintext HTTP.
+//   - TLS connections are handshaken here, bounded by timeout. HTTP/2 ones
+//     are handed out as the *tls.Conn net/http expects; HTTP/1 ones, like
+//     plaintext ones, inside an h1Guard, which net/http then serves as a
+//     plain connection (the listener restores r.TLS from the connection
+//     context, see connContext).
+//
+// Doing the TLS handshake here rather than in net/http is what lets the
+// HTTP/1 request-smuggling guard see decrypted bytes.
 type sniffListener struct {
-	inner   net.Listener
-	conf    *tls.Config
-	timeout time.Duration
-	onFail  func()
-	// onSmuggle counts requests the plaintext side's h1Guard refused.
+	inner     net.Listener
+	conf      *tls.Config
+	timeout   time.Duration
+	plaintext bool // accept plaintext beside TLS
+	onFail    func()
+	// onSmuggle counts requests an h1Guard refused.
 	onSmuggle func()
+	// onHandshakeErr reports failed TLS handshakes.
+	onHandshakeErr func(remote net.Addr, err error)
 
 	conns chan net.Conn
 	errs  chan error
@@ -32,16 +47,17 @@ type sniffListener struct {
 	pending map[net.Conn]struct{}
 }
 
-func newSniffListener(inner net.Listener, conf *tls.Config, timeout time.Duration, onFail func()) *sniffListener {
+func newSniffListener(inner net.Listener, conf *tls.Config, timeout time.Duration, plaintext bool, onFail func()) *sniffListener {
 	l := &sniffListener{
-		inner:   inner,
-		conf:    conf,
-		timeout: timeout,
-		onFail:  onFail,
-		conns:   make(chan net.Conn),
-		errs:    make(chan error),
-		done:    make(chan struct{}),
-		pending: map[net.Conn]struct{}{},
+		inner:     inner,
+		conf:      conf,
+		timeout:   timeout,
+		plaintext: plaintext,
+		onFail:    onFail,
+		conns:     make(chan net.Conn),
+		errs:      make(chan error),
+		done:      make(chan struct{}),
+		pending:   map[net.Conn]struct{}{},
 	}
 	l.wg.Add(1)
 	go l.acceptLoop()
@@ -91,31 +107,74 @@ func (l *sniffListener) untrack(c net.Conn) {
 
 func (l *sniffListener) sniff(c net.Conn) {
 	defer l.wg.Done()
-	var b [1]byte
 	if l.timeout > 0 {
-		c.SetReadDeadline(time.Now().Add(l.timeout))
+		c.SetDeadline(time.Now().Add(l.timeout))
 	}
-	_, err := c.Read(b[:])
-	l.untrack(c)
-	if err != nil {
-		if l.onFail != nil {
-			l.onFail()
+	var out net.Conn = c
+	isTLS := !l.plaintext
+	if l.plaintext {
+		var b [1]byte
+		if _, err := c.Read(b[:]); err != nil {
+			if l.onFail != nil {
+				l.onFail()
+			}
+			l.untrack(c)
+			c.Close()
+			return
 		}
-		c.Close()
-		return
+		out = &peekedConn{Conn: c, first: b[0], has: true}
+		isTLS = b[0] == tlsRecordHandshake
 	}
-	c.SetReadDeadline(time.Time{})
-	var out net.Conn = &peekedConn{Conn: c, first: b[0], has: true}
-	if b[0] == tlsRecordHandshake {
-		out = tls.Server(out, l.conf)
+	if isTLS {
+		tc, ok := l.handshake(out)
+		if !ok {
+			l.untrack(c)
+			c.Close()
+			return
+		}
+		out = tc
+		if tc.ConnectionState().NegotiatedProtocol != "h2" {
+			out = newH1Guard(tc, l.onSmuggle)
+		}
 	} else {
 		out = newH1Guard(out, l.onSmuggle)
 	}
+	c.SetDeadline(time.Time{})
+	// From here net/http owns the connection: Close must not close it.
+	l.untrack(c)
 	select {
 	case l.conns <- out:
 	case <-l.done:
 		c.Close()
 	}
+}
+
+// handshake runs the TLS handshake on c. A client that spoke plain HTTP to
+// the TLS port gets the same one-line 400 net/http would send it.
+func (l *sniffListener) handshake(c net.Conn) (*tls.Conn, bool) {
+	tc := tls.Server(c, l.conf)
+	err := tc.Handshake() // bounded by the deadline sniff set
+	if err == nil {
+		return tc, true
+	}
+	var re tls.RecordHeaderError
+	if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+		_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+	}
+	if l.onHandshakeErr != nil {
+		l.onHandshakeErr(c.RemoteAddr(), err)
+	}
+	return nil, false
+}
+
+// looksLikeHTTP reports whether a would-be TLS record header is the start
+// of an HTTP/1 request line.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE", "TRACE":
+		return true
+	}
+	return false
 }
 
 // Accept returns the next sniffed connection.
