@@ -14,7 +14,9 @@ type Cluster struct {
 	Balancer string `yaml:"balancer"`
 	// Hash selects the key for consistent_hash.
 	Hash *HashPolicy `yaml:"hash"`
-	// Protocol to the upstream: http1 (default), h2, h2c or h3.
+	// Protocol to the upstream: http1 (default), h2, h2c, h3, or auto: the
+	// protocol the request arrived with (HTTP/1 -> http1; HTTP/2 and HTTP/3
+	// -> h2 with tls, h2c without), Envoy's USE_DOWNSTREAM_PROTOCOL.
 	Protocol string `yaml:"protocol"`
 	// TLS to the upstream.
 	TLS *UpstreamTLS `yaml:"tls"`

@@ -258,9 +258,9 @@ func validateCluster(p *problems, path string, cl *Cluster) {
 		p.add(path+".hash", "consistent_hash needs hash.header, hash.cookie or hash.client_ip")
 	}
 	switch cl.Protocol {
-	case "http1", "h2", "h2c", "h3":
+	case "http1", "h2", "h2c", "h3", "auto":
 	default:
-		p.add(path+".protocol", "must be http1, h2, h2c or h3, got %q", cl.Protocol)
+		p.add(path+".protocol", "must be http1, h2, h2c, h3 or auto, got %q", cl.Protocol)
 	}
 	if cl.Protocol == "h3" && cl.TLS == nil {
 		p.add(path+".tls", "protocol h3 needs tls")

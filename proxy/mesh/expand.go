@@ -87,7 +87,7 @@ func WatchFiles(cfg *config.Config) []string {
 //     outbound timeout, retry, filters and the service's mirror. Each
 //     cluster connects over mTLS with this sidecar's identity (tls.cert_file,
 //     key_file, ca_file = bundle) and expects the service's SPIFFE ID
-//     (tls.spiffe_id); protocol h2 unless the service's cluster knobs say
+//     (tls.spiffe_id); protocol auto unless the service's cluster knobs say
 //     otherwise, so one pooled connection carries many requests.
 //
 // A config without a mesh section is left unchanged. Expand is not
@@ -241,7 +241,11 @@ func serviceCluster(s *config.MeshService, name string, eps []config.Endpoint, t
 	cl.Endpoints = append([]config.Endpoint(nil), eps...)
 	cl.TLS = t
 	if cl.Protocol == "" {
-		cl.Protocol = "h2"
+		// The app's protocol end to end: HTTP/1 stays HTTP/1.1 over pooled
+		// mTLS connections (as Istio does by default; with Go on both ends
+		// it costs less per request than HTTP/2 and WebSockets keep
+		// working), gRPC and other HTTP/2 traffic goes over h2.
+		cl.Protocol = "auto"
 	}
 	return cl
 }

@@ -97,7 +97,7 @@ func TestExpand(t *testing.T) {
 		t.Fatalf("app cluster %+v", c)
 	}
 	pay := clusters[ServiceCluster("payments")]
-	if pay.TLS == nil || pay.TLS.SPIFFEID != "spiffe://wasmgate.test/ns/default/sa/payments" || pay.Protocol != "h2" ||
+	if pay.TLS == nil || pay.TLS.SPIFFEID != "spiffe://wasmgate.test/ns/default/sa/payments" || pay.Protocol != "auto" ||
 		pay.TLS.CertFile != filepath.Join(dir, "certs/orders/cert.pem") || pay.TLS.CAFile != filepath.Join(dir, "certs/orders/bundle.pem") {
 		t.Fatalf("payments cluster %+v tls %+v", pay, pay.TLS)
 	}

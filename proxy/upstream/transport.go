@@ -20,6 +20,9 @@ const (
 	ProtoH2    = "h2"
 	ProtoH2C   = "h2c"
 	ProtoH3    = "h3"
+	// ProtoAuto follows the downstream request: HTTP/1 requests go over
+	// HTTP/1.1, HTTP/2 and HTTP/3 ones over h2 (h2c without TLS).
+	ProtoAuto = "auto"
 )
 
 const (
@@ -95,6 +98,49 @@ func (c *Cluster) buildTransport(tlsCfg *tls.Config) error {
 		c.rt, c.closeRT = c.newH3Transport(tlsCfg)
 		return nil
 	}
+	if proto == ProtoAuto {
+		h1, err := c.newTransport(ProtoHTTP1, tlsCfg)
+		if err != nil {
+			return err
+		}
+		h2proto := ProtoH2
+		if tlsCfg == nil {
+			h2proto = ProtoH2C
+		}
+		h2, err := c.newTransport(h2proto, tlsCfg)
+		if err != nil {
+			return err
+		}
+		c.rt = byDownstream{h1: h1, h2: h2}
+		c.closeRT = func() { h1.CloseIdleConnections(); h2.CloseIdleConnections() }
+		return nil
+	}
+	tr, err := c.newTransport(proto, tlsCfg)
+	if err != nil {
+		return err
+	}
+	c.rt, c.closeRT = tr, tr.CloseIdleConnections
+	return nil
+}
+
+// byDownstream sends HTTP/1 requests over h1 and HTTP/2 or HTTP/3 ones
+// over h2 (cluster protocol auto). HTTP/1 to HTTP/1 keeps WebSocket
+// upgrades working and, between Go proxies, costs less per request than
+// HTTP/2; HTTP/2 to HTTP/2 keeps gRPC's trailers and streams.
+type byDownstream struct{ h1, h2 http.RoundTripper }
+
+func (t byDownstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.ProtoMajor >= 2 {
+		return t.h2.RoundTrip(r)
+	}
+	return t.h1.RoundTrip(r)
+}
+
+// newTransport builds an http.Transport for proto (not h3).
+func (c *Cluster) newTransport(proto string, tlsCfg *tls.Config) (*http.Transport, error) {
+	if tlsCfg != nil {
+		tlsCfg = tlsCfg.Clone()
+	}
 	tr := &http.Transport{
 		Proxy:                 nil, // never honour HTTP_PROXY for upstream traffic
 		DialContext:           c.dial,
@@ -110,13 +156,13 @@ func (c *Cluster) buildTransport(tlsCfg *tls.Config) error {
 	switch proto {
 	case ProtoH2:
 		if tlsCfg == nil {
-			return errors.New("protocol h2 needs tls (use h2c for cleartext)")
+			return nil, errors.New("protocol h2 needs tls (use h2c for cleartext)")
 		}
 		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
 		tr.ForceAttemptHTTP2 = true
 	case ProtoH2C:
 		if tlsCfg != nil {
-			return errors.New("protocol h2c is cleartext; use h2 with tls")
+			return nil, errors.New("protocol h2c is cleartext; use h2 with tls")
 		}
 		tr.Protocols = new(http.Protocols)
 		tr.Protocols.SetUnencryptedHTTP2(true)
@@ -128,8 +174,7 @@ func (c *Cluster) buildTransport(tlsCfg *tls.Config) error {
 	if tlsCfg != nil {
 		tr.DialTLSContext = c.tlsDialer(tlsCfg)
 	}
-	c.rt, c.closeRT = tr, tr.CloseIdleConnections
-	return nil
+	return tr, nil
 }
 
 // buildTLS makes the client TLS config of an UpstreamTLS block. resolve maps

@@ -141,6 +141,7 @@ func TestProtocolsAndTLS(t *testing.T) {
 		wantProto string
 		wantPeer  string
 		wantErr   error
+		h2Down    bool // the downstream request arrived over HTTP/2
 	}{
 		{name: "http1 over tls", cl: config.Cluster{Endpoints: []config.Endpoint{{Address: tlsAddr}}, TLS: caTLS}, wantProto: "HTTP/1.1"},
 		{name: "h2 over tls", cl: config.Cluster{Endpoints: []config.Endpoint{{Address: tlsAddr}}, TLS: caTLS, Protocol: ProtoH2}, wantProto: "HTTP/2.0"},
@@ -155,6 +156,9 @@ func TestProtocolsAndTLS(t *testing.T) {
 			hook: &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{p.client}}, wantProto: "HTTP/1.1", wantPeer: "spiffe://test.local/ns/default/sa/proxy"},
 		{name: "h2c", cl: config.Cluster{Endpoints: []config.Endpoint{{Address: h2cLn.Addr().String()}}, Protocol: ProtoH2C}, wantProto: "HTTP/2.0"},
 		{name: "h3", cl: config.Cluster{Endpoints: []config.Endpoint{{Address: udp.LocalAddr().String()}}, TLS: caTLS, Protocol: ProtoH3}, wantProto: "HTTP/3.0"},
+		{name: "auto over tls, HTTP/1 downstream", cl: config.Cluster{Endpoints: []config.Endpoint{{Address: tlsAddr}}, TLS: caTLS, Protocol: ProtoAuto}, wantProto: "HTTP/1.1"},
+		{name: "auto over tls, HTTP/2 downstream", cl: config.Cluster{Endpoints: []config.Endpoint{{Address: tlsAddr}}, TLS: caTLS, Protocol: ProtoAuto}, h2Down: true, wantProto: "HTTP/2.0"},
+		{name: "auto cleartext, HTTP/2 downstream", cl: config.Cluster{Endpoints: []config.Endpoint{{Address: h2cLn.Addr().String()}}, Protocol: ProtoAuto}, h2Down: true, wantProto: "HTTP/2.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,7 +168,11 @@ func TestProtocolsAndTLS(t *testing.T) {
 				opts.TLSConfig = func(config.Cluster) (*tls.Config, error) { return tt.hook, nil }
 			}
 			c := newSet(t, opts, tt.cl).Cluster("c")
-			resp, err := c.RoundTrip(newReq(t, "GET", "/"))
+			req := newReq(t, "GET", "/")
+			if tt.h2Down {
+				req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
+			}
+			resp, err := c.RoundTrip(req)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
