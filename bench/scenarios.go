@@ -60,7 +60,8 @@ func scenarios() []scenario {
 		{Name: "stdlib", Desc: "net/http/httputil.ReverseProxy, MaxIdleConnsPerHost 1024", Proto: "h1", start: startStdlib},
 		{Name: "bare", Desc: "wasmgate, no filters", Proto: "h1", start: gateway(nil, "h1")},
 		{Name: "native", Kind: "native", Desc: "builtin headers filter (Go)", Proto: "h1", start: gateway(nativeFilter, "h1")},
-		{Name: "wasm", Kind: "wasm", Desc: "add-header.wasm", Proto: "h1", start: gateway(wasmFilter, "h1")},
+		{Name: "wasm", Kind: "wasm", Desc: "add-header.wasm, a request and a response header (two guest calls)", Proto: "h1", start: gateway(wasmFilter, "h1")},
+		{Name: "wasm-req", Kind: "wasm", Desc: "add-header.wasm, a request header only (one guest call: no response hook)", Proto: "h1", start: gateway(wasmReqFilter, "h1")},
 		{Name: "process", Kind: "process", Desc: "add-header as a process plugin (go-plugin gRPC)", Proto: "h1", start: gateway(processFilter, "h1")},
 		{Name: "chain", Kind: "wasm-chain", Desc: "api-key + rate-limit + authz + transform (Wasm)", Proto: "h1", start: gateway(chainFilters, "h1")},
 		{Name: "h2", Desc: "wasmgate, no filters, HTTP/2 over TLS", Proto: "h2", start: gateway(nil, "h2")},
@@ -77,6 +78,10 @@ func nativeFilter(e *env) string {
 
 func wasmFilter(e *env) string {
 	return fmt.Sprintf(`[{name: add-header, plugin: %q, config: %s}]`, filepath.Join(e.plugins, "add-header.wasm"), addHeaderConfig)
+}
+
+func wasmReqFilter(e *env) string {
+	return fmt.Sprintf(`[{name: add-header, plugin: %q, config: {request: {X-Bench: "yes"}}}]`, filepath.Join(e.plugins, "add-header.wasm"))
 }
 
 func processFilter(e *env) string {

@@ -68,7 +68,8 @@ func Handle(h Handler) {
 		},
 		Response: func(bool) {},
 	}
-	if rh, ok := h.(ResponseHandler); ok {
+	rh, canRespond := h.(ResponseHandler)
+	if canRespond {
 		p.WantsResponse = true
 		p.Response = func(isError bool) {
 			rh.OnResponse(Request{}, Response{isError: isError})
@@ -76,6 +77,7 @@ func Handle(h Handler) {
 	}
 	p.Configure = func() error {
 		configured = false
+		p.WantsResponse = canRespond // DeclareRequestOnly may clear it again
 		if c, ok := h.(Configurer); ok {
 			if err := c.Configure(); err != nil {
 				return err
@@ -96,11 +98,22 @@ var configured bool
 // configure runs the config check and reports a refusal to the host.
 func configure(host hostabi.Host, p *hostabi.Plugin) {
 	host.DeclareStateless()
+	err := p.Configure()
 	if !p.WantsResponse {
 		host.DeclareRequestOnly()
 	}
-	if err := p.Configure(); err != nil {
+	if err != nil {
 		host.ConfigError(err.Error())
+	}
+}
+
+// DeclareRequestOnly tells the host, from Configure, that with this config
+// the plugin has nothing to do in the response phase although it
+// implements OnResponse: the host then skips OnResponse, one guest call
+// less per request. It holds until the next Configure.
+func DeclareRequestOnly() {
+	if p := hostabi.Registered(); p != nil {
+		p.WantsResponse = false
 	}
 }
 

@@ -31,6 +31,9 @@ func (p *addHeader) Configure() error {
 	if len(p.cfg.Request)+len(p.cfg.Response) == 0 {
 		return errors.New("add-header: set at least one header in request or response")
 	}
+	if len(p.cfg.Response) == 0 {
+		sdk.DeclareRequestOnly() // no response headers: skip the response call
+	}
 	return nil
 }
 

@@ -303,3 +303,37 @@ func TestInFlightSurvivesReload(t *testing.T) {
 		t.Fatalf("after close: in use %d idle %d", n, len(p.pool.free))
 	}
 }
+
+// TestSDKDeclareRequestOnly: an SDK plugin that implements OnResponse but
+// calls sdk.DeclareRequestOnly from Configure is called once per request.
+func TestSDKDeclareRequestOnly(t *testing.T) {
+	h, _ := testHost(t, HostOptions{CallTimeout: slow, PoolSize: 1})
+	for _, tt := range []struct {
+		name  string
+		cfg   map[string]any
+		calls uint64
+	}{
+		{"request headers only", map[string]any{"request": map[string]string{"X-A": "1"}}, 1},
+		{"request and response headers", map[string]any{"request": map[string]string{"X-A": "1"}, "response": map[string]string{"X-B": "2"}}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := buildGuest(t, h, "pluginsdk-examples/add-header", withConfig(tt.cfg), withName(tt.name))
+			if p.requestOnly != (tt.calls == 1) {
+				t.Fatalf("requestOnly = %v", p.requestOnly)
+			}
+			c := &filter.Chain{Entries: []filter.Entry{{Name: "add", Kind: "wasm", Filter: p}}}
+			x := newExchange("GET", "/a")
+			ran, next := c.RunRequest(context.Background(), x)
+			if !next {
+				t.Fatal("chain stopped")
+			}
+			c.RunResponse(context.Background(), x, ran)
+			if got := p.stats.calls.Load(); got != tt.calls {
+				t.Fatalf("guest calls = %d, want %d", got, tt.calls)
+			}
+			if x.Request.Header.Get("X-A") != "1" {
+				t.Fatal("request header not set")
+			}
+		})
+	}
+}

@@ -27,17 +27,21 @@ import (
 // plugin covers the fake host's semantics.
 type testPlugin struct {
 	cfg struct {
-		Reject bool `json:"reject"`
-		Buffer bool `json:"buffer"`
+		Reject      bool `json:"reject"`
+		Buffer      bool `json:"buffer"`
+		RequestOnly bool `json:"request_only"`
 	}
 }
 
 func init() { sdk.Handle(&testPlugin{}) }
 
 func (p *testPlugin) Configure() error {
-	p.cfg.Reject, p.cfg.Buffer = false, false
+	p.cfg.Reject, p.cfg.Buffer, p.cfg.RequestOnly = false, false, false
 	if err := sdk.Config(&p.cfg); err != nil {
 		return err
+	}
+	if p.cfg.RequestOnly {
+		sdk.DeclareRequestOnly()
 	}
 	if p.cfg.Reject {
 		return errString("rejected by config")
@@ -288,4 +292,26 @@ func runWith(t *testing.T, h *sdktest.Host, fn func()) {
 		t.Fatalf("hook did not run: %+v", res)
 	}
 	hookRan = false
+}
+
+// TestDeclareRequestOnly: a plugin that declares itself request-only in
+// Configure is not called for the response, and the next Configure without
+// the declaration brings the response phase back.
+func TestDeclareRequestOnly(t *testing.T) {
+	h := sdktest.New(t)
+	for _, tt := range []struct {
+		cfg      string
+		wantHook bool
+	}{
+		{`{"request_only":true}`, false},
+		{`{}`, true},
+	} {
+		if err := h.Configure(tt.cfg); err != nil {
+			t.Fatal(err)
+		}
+		res := h.Run(sdktest.NewRequest("GET", "/go", ""))
+		if got := res.Header.Get("X-Path") != ""; got != tt.wantHook {
+			t.Errorf("config %s: OnResponse ran = %v, want %v", tt.cfg, got, tt.wantHook)
+		}
+	}
 }
