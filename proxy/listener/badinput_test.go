@@ -157,6 +157,16 @@ func TestContentLengthWithTransferEncoding(t *testing.T) {
 	if status := rawExchange(t, secure.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); status != "HTTP/1.0 400 Bad Request" {
 		t.Errorf("plain HTTP to a TLS port: %q", status)
 	}
+	// The counter moves just after the answer is written: poll briefly.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		n := counterSum(t, reg, "wasmgate_listener_tls_handshake_failures_total")
+		if n == 1 {
+			break
+		}
+		if n > 1 || time.Now().After(deadline) {
+			t.Fatalf("wasmgate_listener_tls_handshake_failures_total = %v after one plain request to a TLS port, want 1", n)
+		}
+	}
 
 	// Controls on one connection: a chunked body and a Content-Length body,
 	// each with header-like lines inside, then a plain GET.

@@ -192,6 +192,7 @@ func (l *Listener) Start(ctx context.Context) error {
 		sl := newSniffListener(ln, l.tlsc.base, l.limits.ReadHeaderTimeout, l.cfg.TLS.AllowPlaintext, func() { inc(l.m.sniffFail) })
 		sl.onSmuggle = onSmuggle
 		sl.onHandshakeErr = func(remote net.Addr, err error) {
+			inc(l.m.handshakeFail)
 			if ce := l.log.Check(zapcore.DebugLevel, "tls handshake failed"); ce != nil {
 				ce.Write(zap.Stringer("remote", remote), zap.Error(err))
 			}

@@ -15,6 +15,7 @@ type Metrics struct {
 	tooEarly  *prometheus.CounterVec
 	sniffFail *prometheus.CounterVec
 	smuggling *prometheus.CounterVec
+	handshake *prometheus.CounterVec
 }
 
 // NewMetrics registers the listener collectors on reg. Registering twice on
@@ -45,6 +46,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "wasmgate_listener_ambiguous_framing_total",
 			Help: "HTTP/1 requests refused with 400 because they carried both Content-Length and Transfer-Encoding.",
 		}, []string{"listener"}),
+		handshake: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmgate_listener_tls_handshake_failures_total",
+			Help: "TCP connections closed because their TLS handshake failed or timed out (bad or missing client certificate, plain HTTP to a TLS port, silence).",
+		}, []string{"listener"}),
 	}
 	var err error
 	m.active, err = observe.Register(reg, m.active)
@@ -66,6 +71,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if m.smuggling, err = observe.Register(reg, m.smuggling); err != nil {
 		return nil, err
 	}
+	if m.handshake, err = observe.Register(reg, m.handshake); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -78,6 +86,7 @@ type listenerMetrics struct {
 	tooEarly                  prometheus.Counter
 	sniffFail                 prometheus.Counter
 	smuggling                 prometheus.Counter
+	handshakeFail             prometheus.Counter
 }
 
 func (m *Metrics) forListener(name string) listenerMetrics {
@@ -85,15 +94,16 @@ func (m *Metrics) forListener(name string) listenerMetrics {
 		return listenerMetrics{}
 	}
 	return listenerMetrics{
-		tcpActive:    m.active.WithLabelValues(name, "tcp"),
-		quicActive:   m.active.WithLabelValues(name, "quic"),
-		tcpAccepted:  m.accepted.WithLabelValues(name, "tcp"),
-		quicAccepted: m.accepted.WithLabelValues(name, "quic"),
-		reloadOK:     m.reloads.WithLabelValues(name, "ok"),
-		reloadErr:    m.reloads.WithLabelValues(name, "error"),
-		tooEarly:     m.tooEarly.WithLabelValues(name),
-		sniffFail:    m.sniffFail.WithLabelValues(name),
-		smuggling:    m.smuggling.WithLabelValues(name),
+		tcpActive:     m.active.WithLabelValues(name, "tcp"),
+		quicActive:    m.active.WithLabelValues(name, "quic"),
+		tcpAccepted:   m.accepted.WithLabelValues(name, "tcp"),
+		quicAccepted:  m.accepted.WithLabelValues(name, "quic"),
+		reloadOK:      m.reloads.WithLabelValues(name, "ok"),
+		reloadErr:     m.reloads.WithLabelValues(name, "error"),
+		tooEarly:      m.tooEarly.WithLabelValues(name),
+		sniffFail:     m.sniffFail.WithLabelValues(name),
+		smuggling:     m.smuggling.WithLabelValues(name),
+		handshakeFail: m.handshake.WithLabelValues(name),
 	}
 }
 
