@@ -21,6 +21,9 @@ type callCtx struct {
 	deadline time.Time
 	timer    *time.Timer
 	onFire   func(context.Context)
+	// inst is the instance whose calls run with this context, for host
+	// functions (Host.instanceOf). Set once before the first call.
+	inst *instance
 }
 
 var _ context.Context = (*callCtx)(nil)

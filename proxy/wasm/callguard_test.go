@@ -26,6 +26,11 @@ func TestCallGuardFastPath(t *testing.T) {
 	if !canInterrupt(i.mod) {
 		t.Fatal("module instance lost CloseModuleOnCanceledOrTimeout")
 	}
+	// Host functions find their instance from the call context, and from
+	// the module when called with another context.
+	if h.instanceOf(i.cctx, i.mod) != i || h.instanceOf(context.Background(), i.mod) != i {
+		t.Fatal("instanceOf does not find the calling instance")
+	}
 
 	// The point of the fast path, measured: the watcher goroutine and its
 	// channel are allocations of every call. Turn the switch back on for a

@@ -257,15 +257,14 @@ func (h *Host) instantiateHostModule(ctx context.Context, rt wazero.Runtime, nam
 // instance and refuses calls that need a request outside of one.
 func (h *Host) wrap(f hostFunc) api.GoModuleFunc {
 	fn, name, reqOnly, nres := f.fn, f.name, f.reqOnly, len(f.results)
-	return func(_ context.Context, mod api.Module, stack []uint64) {
-		v, ok := h.insts.Load(mod)
-		if !ok {
+	return func(ctx context.Context, mod api.Module, stack []uint64) {
+		i := h.instanceOf(ctx, mod)
+		if i == nil {
 			for j := 0; j < nres; j++ {
 				stack[j] = 0
 			}
 			return
 		}
-		i := v.(*instance)
 		if reqOnly && i.x == nil {
 			i.violate("%s called outside a request (during %s)", name, i.phase)
 			for j := 0; j < nres; j++ {
@@ -279,6 +278,20 @@ func (h *Host) wrap(f hostFunc) api.GoModuleFunc {
 		st.hostNs.Add(uint64(time.Since(start)))
 		st.hostCalls.Add(1)
 	}
+}
+
+// instanceOf finds the instance a host call comes from: the call's context
+// is the instance's callCtx, which points back to it (a map lookup per host
+// call cost several µs of cache misses under load); the map is the
+// fallback for calls made with another context.
+func (h *Host) instanceOf(ctx context.Context, mod api.Module) *instance {
+	if c, ok := ctx.(*callCtx); ok && c.inst != nil && c.inst.mod == mod {
+		return c.inst
+	}
+	if v, ok := h.insts.Load(mod); ok {
+		return v.(*instance)
+	}
+	return nil
 }
 
 // Factory returns the filter factory for kind "wasm".

@@ -100,6 +100,7 @@ type instance struct {
 func (p *plugin) newInstance(ctx context.Context) (*instance, error) {
 	i := &instance{p: p}
 	i.cctx = newCallCtx(func(ctx context.Context) { interrupt(ctx, i.mod) })
+	i.cctx.inst = i
 	i.stdout = newGuestWriter(p.log, zapcore.InfoLevel, "stdout")
 	i.stderr = newGuestWriter(p.log, zapcore.WarnLevel, "stderr")
 	cfg := wazero.NewModuleConfig().
