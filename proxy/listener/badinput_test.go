@@ -28,6 +28,12 @@ func rawExchange(t *testing.T, addr, req string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return statusLine(t, c, req)
+}
+
+// statusLine writes req on c, returns the answer's status line and closes c.
+func statusLine(t *testing.T, c net.Conn, req string) string {
+	t.Helper()
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, req); err != nil {
@@ -362,16 +368,7 @@ func rawTLSExchange(t *testing.T, addr string, ca *testCA, req string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading status line: %v", err)
-	}
-	return strings.TrimRight(line, "\r\n")
+	return statusLine(t, c, req)
 }
 
 // counterSum adds up every series of the counter name in reg.
