@@ -284,6 +284,16 @@ func measureAll(e *env, scs []scenario, p params, ceiling float64) []result {
 		if pids := l.r.pids(); len(pids) > 0 {
 			res.PeakRSS, res.Procs = hwmOf(pids), len(pids)
 		}
+		if l.r.mtls != nil {
+			if hs, reqs, ok := l.r.mtls(); ok {
+				res.Handshakes, res.MTLSRequests = hs, reqs
+				note := fmt.Sprintf("%.0f mTLS handshakes between the sidecars for %.0f requests over the whole run", hs, reqs)
+				if res.Note != "" {
+					note = res.Note + "; " + note
+				}
+				res.Note = note
+			}
+		}
 		fmt.Printf("%-13s %8.0f req/s  p50 %7s  p99 %7s  cpu %6.1f µs/req  rss %5.1f MiB%s\n", res.Name, res.RPS,
 			fmtDur(res.P50), fmtDur(res.P99), res.CPUPerReq, float64(res.PeakRSS)/(1<<20), res.limitNote(ceiling))
 		results = append(results, res)

@@ -19,6 +19,10 @@ type result struct {
 	Proto   string `json:"protocol"`
 	Skipped string `json:"skipped,omitempty"`
 	Note    string `json:"note,omitempty"`
+	// Handshakes and MTLSRequests are the sidecar pair's TLS handshakes and
+	// the requests its inbound served, over the whole run.
+	Handshakes   float64 `json:"mtls_handshakes,omitempty"`
+	MTLSRequests float64 `json:"mtls_requests,omitempty"`
 
 	// Closed loop.
 	RPS       float64       `json:"requests_per_second"`
@@ -171,6 +175,9 @@ func (rep *report) markdown() string {
 			fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f .. %.1f | %.0f |\n", o.Kind, o.Scenario, o.CPUus, o.CPUMin, o.CPUMax, o.P50us)
 		}
 	}
+	if line := pairLine(rep.Results); line != "" {
+		b.WriteString("\n" + line + "\n")
+	}
 	var split []result
 	for _, r := range rep.Results {
 		if r.Split != nil {
@@ -300,4 +307,31 @@ func niceSteps(lo, hi float64) []float64 {
 			out = append(out, v)
 		}
 	}
+}
+
+// pairLine compares what a sidecar pair adds to the direct call's p50 with
+// what one bare edge hop adds, in the same run (the mesh issue's target:
+// at most 2x), or returns "" without the three scenarios.
+func pairLine(results []result) string {
+	var direct, bare, pair *result
+	for i := range results {
+		r := &results[i]
+		if r.Skipped != "" || r.P50 <= 0 {
+			continue
+		}
+		switch r.Name {
+		case "direct":
+			direct = r
+		case "bare":
+			bare = r
+		case "sidecar-pair":
+			pair = r
+		}
+	}
+	if direct == nil || bare == nil || pair == nil || bare.P50 <= direct.P50 {
+		return ""
+	}
+	hop, two := bare.P50-direct.P50, pair.P50-direct.P50
+	return fmt.Sprintf("Sidecar pair: adds %s to the direct p50, one bare edge hop adds %s: %.2fx (both proxies of the pair share CPU 0).",
+		fmtDur(two), fmtDur(hop), float64(two)/float64(hop))
 }

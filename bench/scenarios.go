@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +42,9 @@ type running struct {
 	// admin is the wasmgate admin address ("" when off), read for the Wasm
 	// time split.
 	admin string
+	// mtls, for the sidecar pair, reads the TLS handshakes and the
+	// requests the inbound sidecar has seen so far.
+	mtls func() (handshakes, requests float64, ok bool)
 }
 
 // scenario is one row of the table.
@@ -310,7 +315,7 @@ func startSidecarPair(e *env) (*running, error) {
 			return nil, fmt.Errorf("ca issue %s: %v: %s", s, err, out)
 		}
 	}
-	var ports [3]int
+	var ports [4]int
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -318,10 +323,14 @@ func startSidecarPair(e *env) (*running, error) {
 		}
 		ports[i] = p
 	}
-	aIn, aOut, bIn := ports[0], ports[1], ports[2]
+	aIn, aOut, bIn, bAdmin := ports[0], ports[1], ports[2], ports[3]
 	write := func(svc string, in int, outbound string) (string, error) {
+		admin := "off"
+		if svc == "b" {
+			admin = fmt.Sprintf("127.0.0.1:%d", bAdmin) // for the handshake count
+		}
 		cfg := fmt.Sprintf(`mode: sidecar
-admin: {address: "off"}
+admin: {address: %[7]q}
 logging: {level: warn, access_log: {enabled: false}}
 shutdown: {drain_timeout: 2s}
 mesh:
@@ -334,7 +343,7 @@ mesh:
 %[5]s
   services:
     - {name: b, endpoints: ["127.0.0.1:%[6]d"]}
-`, svc, filepath.Join(dir, svc), in, e.upstream, outbound, bIn)
+`, svc, filepath.Join(dir, svc), in, e.upstream, outbound, bIn, admin)
 		path := filepath.Join(dir, svc+".yaml")
 		return path, os.WriteFile(path, []byte(cfg), 0o644)
 	}
@@ -365,5 +374,52 @@ mesh:
 		return nil, fmt.Errorf("sidecar pair: %w; logs in %s", err, e.work)
 	}
 	pa, pb := aCmd.Process.Pid, bCmd.Process.Pid
-	return &running{target: t, pids: func() []int { return []int{pa, pb} }, stop: stop}, nil
+	mtls := func() (float64, float64, bool) {
+		m, err := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", bAdmin))
+		if err != nil {
+			return 0, 0, false
+		}
+		// The listener counts a TLS connection once its handshake passed.
+		hs := m.sum("wasmgate_listener_connections_total", `listener="mesh-inbound"`)
+		reqs := m.sum("wasmgate_http_requests_total", "") // b serves only its inbound
+		return hs, reqs, true
+	}
+	return &running{target: t, pids: func() []int { return []int{pa, pb} }, stop: stop, mtls: mtls}, nil
+}
+
+// metricsText is a Prometheus text exposition.
+type metricsText string
+
+// scrape fetches a /metrics page.
+func scrape(url string) (metricsText, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return metricsText(b), nil
+}
+
+// sum adds the samples of metric name whose labels contain match.
+func (m metricsText) sum(name, match string) float64 {
+	total := 0.0
+	for _, line := range strings.Split(string(m), "\n") {
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, match) {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				total += v
+			}
+		}
+	}
+	return total
 }

@@ -33,3 +33,25 @@ func TestWasmSplitPerRequest(t *testing.T) {
 		t.Fatal("no admin should give no totals")
 	}
 }
+
+func TestMetricsSum(t *testing.T) {
+	m := metricsText(`# HELP wasmgate_listener_connections_total x
+wasmgate_listener_connections_total{listener="inbound",transport="tcp"} 3
+wasmgate_listener_connections_total{listener="inbound",transport="quic"} 1
+wasmgate_listener_connections_total{listener="outbound",transport="tcp"} 7
+wasmgate_listener_connections_totalx{listener="inbound"} 100
+`)
+	if got := m.sum("wasmgate_listener_connections_total", `listener="inbound"`); got != 4 {
+		t.Fatalf("sum = %v, want 4", got)
+	}
+}
+
+func TestPairLine(t *testing.T) {
+	rs := []result{{Name: "direct", P50: 700e3}, {Name: "bare", P50: 1000e3}, {Name: "sidecar-pair", P50: 1300e3}}
+	if got := pairLine(rs); !strings.Contains(got, "2.00x") {
+		t.Fatalf("pairLine = %q", got)
+	}
+	if got := pairLine(rs[:2]); got != "" {
+		t.Fatalf("pairLine without a pair = %q", got)
+	}
+}
