@@ -408,6 +408,12 @@ func (e *env) buildArtifacts() error {
 			return err
 		}
 	}
+	// The raw-ABI header guest of the host's tests: no SDK, the host's own
+	// per-plugin cost end to end.
+	e.abiHeader = filepath.Join(e.work, "header-abi.wasm")
+	if err := goBuild([]string{"GOOS=wasip1", "GOARCH=wasm"}, "-buildmode=c-shared", "-o", e.abiHeader, "./proxy/wasm/testdata/guests/header"); err != nil {
+		return err
+	}
 	return os.MkdirAll(filepath.Join(e.work, "tls"), 0o755)
 }
 

@@ -29,9 +29,12 @@ type env struct {
 	wasmgate string
 	plugins  string // directory of .wasm files
 	procAdd  string // add-header built as a process plugin
-	upstream string // host:port of the trivial upstream
-	taskset  string // path of taskset, "" when not pinning
-	conc     int
+	// abiHeader is the host tests' raw-ABI guest that sets one request
+	// header (Go, http-wasm ABI directly, no SDK).
+	abiHeader string
+	upstream  string // host:port of the trivial upstream
+	taskset   string // path of taskset, "" when not pinning
+	conc      int
 }
 
 // running is a started scenario.
@@ -67,6 +70,7 @@ func scenarios() []scenario {
 		{Name: "native", Kind: "native", Desc: "builtin headers filter (Go)", Proto: "h1", start: gateway(nativeFilter, "h1")},
 		{Name: "wasm", Kind: "wasm", Desc: "add-header.wasm, a request and a response header (two guest calls)", Proto: "h1", start: gateway(wasmFilter, "h1")},
 		{Name: "wasm-req", Kind: "wasm", Desc: "add-header.wasm, a request header only (one guest call: no response hook)", Proto: "h1", start: gateway(wasmReqFilter, "h1")},
+		{Name: "wasm-abi", Kind: "wasm", Desc: "a raw http-wasm ABI guest in Go (no SDK) setting one request header: the host's own cost", Proto: "h1", start: gateway(wasmABIFilter, "h1")},
 		{Name: "process", Kind: "process", Desc: "add-header as a process plugin (go-plugin gRPC)", Proto: "h1", start: gateway(processFilter, "h1")},
 		{Name: "chain", Kind: "wasm-chain", Desc: "api-key + rate-limit + authz + transform (Wasm)", Proto: "h1", start: gateway(chainFilters, "h1")},
 		{Name: "h2", Desc: "wasmgate, no filters, HTTP/2 over TLS", Proto: "h2", start: gateway(nil, "h2")},
@@ -87,6 +91,10 @@ func wasmFilter(e *env) string {
 
 func wasmReqFilter(e *env) string {
 	return fmt.Sprintf(`[{name: add-header, plugin: %q, config: {request: {X-Bench: "yes"}}}]`, filepath.Join(e.plugins, "add-header.wasm"))
+}
+
+func wasmABIFilter(e *env) string {
+	return fmt.Sprintf(`[{name: header-abi, plugin: %q}]`, e.abiHeader)
 }
 
 func processFilter(e *env) string {
