@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,4 +152,22 @@ func (r *Registry) Build(ctx context.Context, spec Spec, deps Deps) (Filter, err
 		return nil, fmt.Errorf("filter %q (%s): %w", spec.Name, spec.Kind, err)
 	}
 	return flt, nil
+}
+
+// EachSetting calls fn for every entry of a Spec's Settings in key order,
+// with the value trimmed, and joins the errors fn returns, so every bad
+// setting is reported at once and in a stable order.
+func EachSetting(m map[string]string, fn func(key, value string) error) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []error
+	for _, k := range keys {
+		if err := fn(k, strings.TrimSpace(m[k])); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

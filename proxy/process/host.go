@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,19 +111,12 @@ type Settings struct {
 // error.
 func ParseSettings(m map[string]string) (Settings, error) {
 	var s Settings
-	var errs []error
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := strings.TrimSpace(m[k])
+	err := filter.EachSetting(m, func(k, v string) error {
 		switch k {
 		case "call_timeout", "start_timeout":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 || d > time.Minute {
-				errs = append(errs, fmt.Errorf("settings.%s: want a duration up to 1m, got %q", k, v))
+				return fmt.Errorf("settings.%s: want a duration up to 1m, got %q", k, v)
 			}
 			if k == "call_timeout" {
 				s.CallTimeout = d
@@ -132,10 +124,11 @@ func ParseSettings(m map[string]string) (Settings, error) {
 				s.StartTimeout = d
 			}
 		default:
-			errs = append(errs, fmt.Errorf("settings.%s: unknown process setting (known: call_timeout, start_timeout)", k))
+			return fmt.Errorf("settings.%s: unknown process setting (known: call_timeout, start_timeout)", k)
 		}
-	}
-	return s, errors.Join(errs...)
+		return nil
+	})
+	return s, err
 }
 
 // ErrClosed is returned by Build after Close.

@@ -32,31 +32,24 @@ type Settings struct {
 // pool_wait; unknown keys are an error so typos do not pass silently.
 func ParseSettings(m map[string]string) (Settings, error) {
 	var s Settings
-	var errs []error
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := strings.TrimSpace(m[k])
+	err := filter.EachSetting(m, func(k, v string) error {
 		switch k {
 		case "pool_size":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1024 {
-				errs = append(errs, fmt.Errorf("settings.pool_size: want 1..1024, got %q", v))
+				return fmt.Errorf("settings.pool_size: want 1..1024, got %q", v)
 			}
 			s.PoolSize = n
 		case "memory_limit_mib":
 			n, err := strconv.ParseUint(v, 10, 32)
 			if err != nil || n < 1 || n > 4096 {
-				errs = append(errs, fmt.Errorf("settings.memory_limit_mib: want 1..4096, got %q", v))
+				return fmt.Errorf("settings.memory_limit_mib: want 1..4096, got %q", v)
 			}
 			s.MemoryLimitMiB = uint32(n)
 		case "call_timeout", "pool_wait":
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 || d > time.Minute {
-				errs = append(errs, fmt.Errorf("settings.%s: want a duration up to 1m, got %q", k, v))
+				return fmt.Errorf("settings.%s: want a duration up to 1m, got %q", k, v)
 			}
 			if k == "call_timeout" {
 				s.CallTimeout = d
@@ -64,10 +57,11 @@ func ParseSettings(m map[string]string) (Settings, error) {
 				s.PoolWait = d
 			}
 		default:
-			errs = append(errs, fmt.Errorf("settings.%s: unknown wasm setting (known: call_timeout, memory_limit_mib, pool_size, pool_wait)", k))
+			return fmt.Errorf("settings.%s: unknown wasm setting (known: call_timeout, memory_limit_mib, pool_size, pool_wait)", k)
 		}
-	}
-	return s, errors.Join(errs...)
+		return nil
+	})
+	return s, err
 }
 
 // plugin is one built wasm filter: a module, its config and its pool.
