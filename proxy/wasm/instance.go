@@ -215,6 +215,11 @@ func (i *instance) call(fn api.Function, x *filter.Exchange, st *reqState, ph ph
 	i.ctx = i.cctx
 	err := fn.CallWithStack(i.cctx, i.stack[:])
 	i.cctx.disarm()
+	if err == nil && i.mod.IsClosed() {
+		// The deadline fired as the guest returned and closed the module:
+		// the call ran over its time; fail it here rather than the next one.
+		err = sys.NewExitError(sys.ExitCodeDeadlineExceeded)
+	}
 	if err == nil && i.violation == nil {
 		if st.reqWritten {
 			x.SetRequestBody(st.reqOut)
