@@ -39,7 +39,7 @@ test: vet plugins
 	# detector (it grows memory and makes sync.Pool drop items): check them without it
 	$(GO) test $(TEST_LDFLAGS) -count=1 -run 'BoundedInstances|NoAllocs' ./proxy
 
-bench: build
+bench: build plugins
 	$(GO) run ./bench
 
 mesh-demo: build
