@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wasmgate/wasmgate/proxy/filter"
+	"github.com/wasmgate/wasmgate/proxy/observe"
 )
 
 // Options configure a Host.
@@ -82,7 +83,7 @@ type Host struct {
 
 	mu     sync.Mutex
 	procs  map[*proc]struct{}
-	vecs   map[string]*metricVec
+	fams   map[prometheus.Registerer]*observe.PluginFamilies
 	closed bool
 }
 
@@ -92,7 +93,7 @@ func NewHost(opts Options) (*Host, error) {
 		return nil, err
 	}
 	opts.defaults()
-	return &Host{opts: opts, log: opts.Logger, procs: map[*proc]struct{}{}, vecs: map[string]*metricVec{}}, nil
+	return &Host{opts: opts, log: opts.Logger, procs: map[*proc]struct{}{}, fams: map[prometheus.Registerer]*observe.PluginFamilies{}}, nil
 }
 
 // Factory returns the filter.Factory for kind "process".
@@ -229,13 +230,4 @@ func (h *Host) Plugins() []Status {
 		return out[a].File < out[b].File
 	})
 	return out
-}
-
-// metricVec is a plugin metric family shared by every process plugin that
-// defines the name, labelled by plugin name.
-type metricVec struct {
-	kind uint32
-	cv   *prometheus.CounterVec
-	gv   *prometheus.GaugeVec
-	hv   *prometheus.HistogramVec
 }

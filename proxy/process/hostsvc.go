@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/wasmgate/wasmgate/proxy/filter"
+	"github.com/wasmgate/wasmgate/proxy/observe"
 	"github.com/wasmgate/wasmgate/proxy/process/pluginpb"
 	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
 )
@@ -39,7 +38,7 @@ type hostService struct {
 
 	mu      sync.Mutex
 	calls   map[uint64]*callRef
-	metrics []metricRef
+	metrics []observe.PluginSeries
 	ids     map[string]int32
 }
 
@@ -51,13 +50,6 @@ type callRef struct {
 	x        *filter.Exchange
 	response bool
 	done     bool // the caller moved on (the call ended or timed out)
-}
-
-type metricRef struct {
-	kind uint32
-	c    prometheus.Counter
-	g    prometheus.Gauge
-	o    prometheus.Observer
 }
 
 func newHostService(h *Host, p *proc, deps filter.Deps) *hostService {
@@ -219,8 +211,6 @@ func (s *hostService) Log(_ context.Context, req *pluginpb.LogRequest) (*pluginp
 	return &pluginpb.Empty{}, nil
 }
 
-var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
-
 // maxMetrics bounds the metrics one plugin may define.
 const maxMetrics = 256
 
@@ -235,32 +225,33 @@ func (s *hostService) MetricDefine(_ context.Context, req *pluginpb.MetricDefine
 }
 
 func (s *hostService) define(kind uint32, name, help string) (int32, error) {
+	var ok observe.PluginMetricKind
+	switch abi.MetricKind(kind) {
+	case abi.MetricCounter:
+		ok = observe.PluginCounter
+	case abi.MetricGauge:
+		ok = observe.PluginGauge
+	case abi.MetricHistogram:
+		ok = observe.PluginHistogram
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if id, ok := s.ids[name]; ok {
-		if s.metrics[id].kind != kind {
+	if id, found := s.ids[name]; found {
+		if s.metrics[id].Kind() != ok {
 			return -1, errors.New("already defined with another kind")
 		}
 		return id, nil
 	}
-	if !metricName.MatchString(name) {
-		return -1, errors.New("invalid metric name")
-	}
 	if len(s.metrics) >= maxMetrics {
 		return -1, fmt.Errorf("more than %d metrics", maxMetrics)
 	}
-	v, err := s.h.vec(s.reg, kind, name, help)
+	f, err := s.h.families(s.reg).Family(ok, name, help)
 	if err != nil {
 		return -1, err
 	}
-	m := metricRef{kind: kind}
-	switch abi.MetricKind(kind) {
-	case abi.MetricCounter:
-		m.c = v.cv.WithLabelValues(s.p.name)
-	case abi.MetricGauge:
-		m.g = v.gv.WithLabelValues(s.p.name)
-	case abi.MetricHistogram:
-		m.o = v.hv.WithLabelValues(s.p.name)
+	m, err := f.Series(s.p.name)
+	if err != nil {
+		return -1, err
 	}
 	s.metrics = append(s.metrics, m)
 	id := int32(len(s.metrics) - 1)
@@ -276,77 +267,25 @@ func (s *hostService) MetricRecord(_ context.Context, req *pluginpb.MetricRecord
 
 func (s *hostService) record(id int32, v float64) {
 	s.mu.Lock()
-	if id < 0 || int(id) >= len(s.metrics) || math.IsNaN(v) {
+	if id < 0 || int(id) >= len(s.metrics) {
 		s.mu.Unlock()
 		return
 	}
 	m := s.metrics[id]
 	s.mu.Unlock()
-	switch abi.MetricKind(m.kind) {
-	case abi.MetricCounter:
-		if v >= 0 && !math.IsInf(v, 0) {
-			m.c.Add(v)
-		}
-	case abi.MetricGauge:
-		m.g.Set(v)
-	case abi.MetricHistogram:
-		m.o.Observe(v)
-	}
+	m.Record(v)
 }
 
-// vec returns the shared family for a plugin metric, registering it with
-// reg on first use (or adopting one already registered with the same shape).
-func (h *Host) vec(reg prometheus.Registerer, kind uint32, name, help string) (*metricVec, error) {
+// families returns the plugin metric families registered with reg.
+func (h *Host) families(reg prometheus.Registerer) *observe.PluginFamilies {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if v, ok := h.vecs[name]; ok {
-		if v.kind != kind {
-			return nil, fmt.Errorf("metric %q already defined with another kind", name)
-		}
-		return v, nil
+	f, ok := h.fams[reg]
+	if !ok {
+		f = observe.NewPluginFamilies(reg)
+		h.fams[reg] = f
 	}
-	if help == "" {
-		help = "Plugin metric " + name + "."
-	}
-	v := &metricVec{kind: kind}
-	labels := []string{"plugin"}
-	var c prometheus.Collector
-	switch abi.MetricKind(kind) {
-	case abi.MetricCounter:
-		v.cv = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-		c = v.cv
-	case abi.MetricGauge:
-		v.gv = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
-		c = v.gv
-	case abi.MetricHistogram:
-		v.hv = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help}, labels)
-		c = v.hv
-	default:
-		return nil, fmt.Errorf("unknown metric kind %d", kind)
-	}
-	if reg != nil {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("register metric %q: %w", name, err)
-			}
-			// The Wasm host (or an earlier Host) registered the same family.
-			ok := false
-			switch ex := are.ExistingCollector.(type) {
-			case *prometheus.CounterVec:
-				v.cv, ok = ex, v.cv != nil
-			case *prometheus.GaugeVec:
-				v.gv, ok = ex, v.gv != nil
-			case *prometheus.HistogramVec:
-				v.hv, ok = ex, v.hv != nil
-			}
-			if !ok {
-				return nil, fmt.Errorf("metric name %q is taken", name)
-			}
-		}
-	}
-	h.vecs[name] = v
-	return v, nil
+	return f
 }
 
 // checkSHA compares the file's sha256 with the pinned hex digest.

@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wasmgate/wasmgate/proxy/filter"
+	"github.com/wasmgate/wasmgate/proxy/observe"
 )
 
 // Defaults applied by NewHost to zero HostOptions fields.
@@ -125,7 +126,7 @@ type Host struct {
 	plugins  map[*plugin]struct{}
 	stats    map[string]*pluginStats
 	failures map[string]failure // by path
-	gvecs    map[string]*guestVec
+	families *observe.PluginFamilies
 }
 
 // failure is a plugin build that failed, kept for /plugins and the watcher.
@@ -160,7 +161,7 @@ func NewHost(ctx context.Context, opts HostOptions) (*Host, error) {
 		plugins:  map[*plugin]struct{}{},
 		stats:    map[string]*pluginStats{},
 		failures: map[string]failure{},
-		gvecs:    map[string]*guestVec{},
+		families: observe.NewPluginFamilies(opts.Metrics),
 	}
 	dir := opts.CacheDir
 	if dir == "" {
@@ -341,17 +342,7 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	h.runtimes = map[uint32]*runtimeEntry{}
 	h.modules = map[moduleKey]*compiled{}
-	for _, v := range h.gvecs {
-		switch {
-		case v.cv != nil:
-			h.reg.Unregister(v.cv)
-		case v.gv != nil:
-			h.reg.Unregister(v.gv)
-		case v.hv != nil:
-			h.reg.Unregister(v.hv)
-		}
-	}
-	h.gvecs = map[string]*guestVec{}
+	h.families.Close()
 	h.mu.Unlock()
 	errs = append(errs, h.cache.Close(ctx))
 	h.reg.Unregister(collector{h})

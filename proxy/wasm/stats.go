@@ -1,15 +1,13 @@
 package wasm
 
 import (
-	"errors"
 	"fmt"
-	"math"
-	"regexp"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wasmgate/wasmgate/proxy/observe"
 	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
 )
 
@@ -37,7 +35,7 @@ type pluginStats struct {
 	lastErr    string
 	lastErrAt  int64 // unix nanos
 	metricIDs  map[string]int32
-	metricList atomic.Pointer[[]guestMetric]
+	metricList atomic.Pointer[[]observe.PluginSeries]
 }
 
 func (s *pluginStats) setErr(msg string, at int64) {
@@ -52,63 +50,49 @@ func (s *pluginStats) lastError() (string, int64) {
 	return s.lastErr, s.lastErrAt
 }
 
-// guestMetric is one metric a guest defined, bound to its plugin label.
-type guestMetric struct {
-	kind    abi.MetricKind
-	counter prometheus.Counter
-	gauge   prometheus.Gauge
-	hist    prometheus.Observer
-}
-
-// guestVec is a metric family shared by every plugin that defines the name.
-type guestVec struct {
-	kind abi.MetricKind
-	help string
-	cv   *prometheus.CounterVec
-	gv   *prometheus.GaugeVec
-	hv   *prometheus.HistogramVec
-}
-
-var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
-
 // maxGuestMetrics bounds the metrics one plugin name may define.
 const maxGuestMetrics = 256
 
+// observeKind maps the ABI's metric kinds to the shared plugin metrics'.
+func observeKind(k abi.MetricKind) observe.PluginMetricKind {
+	switch k {
+	case abi.MetricCounter:
+		return observe.PluginCounter
+	case abi.MetricGauge:
+		return observe.PluginGauge
+	case abi.MetricHistogram:
+		return observe.PluginHistogram
+	}
+	return 0
+}
+
 // define returns the id of a guest metric, defining it on first use.
 func (s *pluginStats) define(h *Host, kind abi.MetricKind, name, help string) (int32, error) {
+	ok := observeKind(kind)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if id, ok := s.metricIDs[name]; ok {
-		list := *s.metricList.Load()
-		if list[id].kind != kind {
+	var list []observe.PluginSeries
+	if p := s.metricList.Load(); p != nil {
+		list = *p
+	}
+	if id, found := s.metricIDs[name]; found {
+		if list[id].Kind() != ok {
 			return -1, fmt.Errorf("wasm: metric %q already defined with another kind", name)
 		}
 		return id, nil
 	}
-	if !metricName.MatchString(name) {
-		return -1, fmt.Errorf("wasm: invalid metric name %q", name)
-	}
-	var list []guestMetric
-	if p := s.metricList.Load(); p != nil {
-		list = *p
-	}
 	if len(list) >= maxGuestMetrics {
 		return -1, fmt.Errorf("wasm: plugin %q defined more than %d metrics", s.name, maxGuestMetrics)
 	}
-	v, err := h.guestVec(kind, name, help)
+	f, err := h.families.Family(ok, name, help)
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("wasm: %w", err)
 	}
-	m := guestMetric{kind: kind}
-	switch kind {
-	case abi.MetricCounter:
-		m.counter = v.cv.WithLabelValues(s.name)
-	case abi.MetricGauge:
-		m.gauge = v.gv.WithLabelValues(s.name)
-	case abi.MetricHistogram:
-		m.hist = v.hv.WithLabelValues(s.name)
+	m, err := f.Series(s.name)
+	if err != nil {
+		return -1, fmt.Errorf("wasm: metric %q: %w", name, err)
 	}
-	next := append(append([]guestMetric(nil), list...), m)
+	next := append(append([]observe.PluginSeries(nil), list...), m)
 	s.metricList.Store(&next)
 	if s.metricIDs == nil {
 		s.metricIDs = map[string]int32{}
@@ -122,61 +106,10 @@ func (s *pluginStats) define(h *Host, kind abi.MetricKind, name, help string) (i
 // ids and invalid values are ignored.
 func (s *pluginStats) record(id int32, v float64) {
 	p := s.metricList.Load()
-	if p == nil || id < 0 || int(id) >= len(*p) || math.IsNaN(v) {
+	if p == nil || id < 0 || int(id) >= len(*p) {
 		return
 	}
-	m := (*p)[id]
-	switch m.kind {
-	case abi.MetricCounter:
-		if v >= 0 && !math.IsInf(v, 0) {
-			m.counter.Add(v)
-		}
-	case abi.MetricGauge:
-		m.gauge.Set(v)
-	case abi.MetricHistogram:
-		m.hist.Observe(v)
-	}
-}
-
-// guestVec returns the shared family for a guest metric name, creating and
-// registering it on first use.
-func (h *Host) guestVec(kind abi.MetricKind, name, help string) (*guestVec, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if v, ok := h.gvecs[name]; ok {
-		if v.kind != kind {
-			return nil, fmt.Errorf("wasm: metric %q already defined with another kind by another plugin", name)
-		}
-		return v, nil
-	}
-	if help == "" {
-		help = "Plugin metric " + name + "."
-	}
-	v := &guestVec{kind: kind, help: help}
-	var c prometheus.Collector
-	labels := []string{"plugin"}
-	switch kind {
-	case abi.MetricCounter:
-		v.cv = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-		c = v.cv
-	case abi.MetricGauge:
-		v.gv = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
-		c = v.gv
-	case abi.MetricHistogram:
-		v.hv = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help}, labels)
-		c = v.hv
-	default:
-		return nil, fmt.Errorf("wasm: unknown metric kind %d", kind)
-	}
-	if err := h.reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return nil, fmt.Errorf("wasm: metric name %q is taken by the proxy", name)
-		}
-		return nil, fmt.Errorf("wasm: register metric %q: %w", name, err)
-	}
-	h.gvecs[name] = v
-	return v, nil
+	(*p)[id].Record(v)
 }
 
 // collector exports the host's per-plugin counters and pool gauges,
