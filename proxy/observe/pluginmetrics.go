@@ -11,12 +11,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// PluginMetricKind is the kind of a metric a plugin defines.
-type PluginMetricKind uint8
+// PluginMetricKind is the kind of a metric a plugin defines. The values are
+// the wasmgate ABI's metric kinds (proxy/wasm/abi), so hosts convert with a
+// cast.
+type PluginMetricKind uint32
 
 // Kinds of plugin metrics.
 const (
-	PluginCounter PluginMetricKind = iota + 1
+	PluginCounter PluginMetricKind = iota
 	PluginGauge
 	PluginHistogram
 )

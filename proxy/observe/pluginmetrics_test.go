@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
 )
 
 // series returns the values of name's series by plugin label.
@@ -86,5 +88,17 @@ func TestPluginFamilies(t *testing.T) {
 	wasm.Close()
 	if n := len(series(t, reg, "hits_total")); n != 0 {
 		t.Fatalf("after the owner closed: %d series, want 0", n)
+	}
+}
+
+// TestPluginKindsMatchTheABI: the hosts convert the ABI's kinds by a cast.
+func TestPluginKindsMatchTheABI(t *testing.T) {
+	for _, k := range []struct {
+		abi abi.MetricKind
+		obs PluginMetricKind
+	}{{abi.MetricCounter, PluginCounter}, {abi.MetricGauge, PluginGauge}, {abi.MetricHistogram, PluginHistogram}} {
+		if PluginMetricKind(k.abi) != k.obs {
+			t.Fatalf("abi kind %d is not PluginMetricKind %d", k.abi, k.obs)
+		}
 	}
 }

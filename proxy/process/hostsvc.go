@@ -225,15 +225,7 @@ func (s *hostService) MetricDefine(_ context.Context, req *pluginpb.MetricDefine
 }
 
 func (s *hostService) define(kind uint32, name, help string) (int32, error) {
-	var ok observe.PluginMetricKind
-	switch abi.MetricKind(kind) {
-	case abi.MetricCounter:
-		ok = observe.PluginCounter
-	case abi.MetricGauge:
-		ok = observe.PluginGauge
-	case abi.MetricHistogram:
-		ok = observe.PluginHistogram
-	}
+	ok := observe.PluginMetricKind(kind)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id, found := s.ids[name]; found {

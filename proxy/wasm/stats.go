@@ -53,22 +53,9 @@ func (s *pluginStats) lastError() (string, int64) {
 // maxGuestMetrics bounds the metrics one plugin name may define.
 const maxGuestMetrics = 256
 
-// observeKind maps the ABI's metric kinds to the shared plugin metrics'.
-func observeKind(k abi.MetricKind) observe.PluginMetricKind {
-	switch k {
-	case abi.MetricCounter:
-		return observe.PluginCounter
-	case abi.MetricGauge:
-		return observe.PluginGauge
-	case abi.MetricHistogram:
-		return observe.PluginHistogram
-	}
-	return 0
-}
-
 // define returns the id of a guest metric, defining it on first use.
 func (s *pluginStats) define(h *Host, kind abi.MetricKind, name, help string) (int32, error) {
-	ok := observeKind(kind)
+	ok := observe.PluginMetricKind(kind)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var list []observe.PluginSeries
