@@ -99,10 +99,11 @@ func (c *Cluster) buildTransport(tlsCfg *tls.Config) error {
 		return nil
 	}
 	if proto == ProtoAuto {
-		h1, err := c.newTransport(ProtoHTTP1, tlsCfg)
+		h1tr, err := c.newTransport(ProtoHTTP1, tlsCfg)
 		if err != nil {
 			return err
 		}
+		h1 := c.newH1(h1tr)
 		h2proto := ProtoH2
 		if tlsCfg == nil {
 			h2proto = ProtoH2C
@@ -112,15 +113,29 @@ func (c *Cluster) buildTransport(tlsCfg *tls.Config) error {
 			return err
 		}
 		c.rt = byDownstream{h1: h1, h2: h2}
-		c.closeRT = func() { h1.CloseIdleConnections(); h2.CloseIdleConnections() }
+		c.closeRT = func() { h1.close(); h2.CloseIdleConnections() }
 		return nil
 	}
 	tr, err := c.newTransport(proto, tlsCfg)
 	if err != nil {
 		return err
 	}
+	if proto == ProtoHTTP1 {
+		h1 := c.newH1(tr)
+		c.rt, c.closeRT = h1, h1.close
+		return nil
+	}
 	c.rt, c.closeRT = tr, tr.CloseIdleConnections
 	return nil
+}
+
+// newH1 puts the direct HTTP/1.1 path in front of tr, dialing as tr does.
+func (c *Cluster) newH1(tr *http.Transport) *h1Client {
+	dial := tr.DialContext
+	if tr.DialTLSContext != nil {
+		dial = tr.DialTLSContext
+	}
+	return newH1Client(dial, tr, c.cfg.MaxIdleConns)
 }
 
 // byDownstream sends HTTP/1 requests over h1 and HTTP/2 or HTTP/3 ones

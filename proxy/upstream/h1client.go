@@ -1,0 +1,456 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// h1Client sends HTTP/1.1 requests that carry no body over pooled
+// connections, on the caller's goroutine, and hands every other request to
+// fallback (an http.Transport).
+//
+// Why it exists: http.Transport runs a read goroutine and a write goroutine
+// per connection and passes every request and response between them and
+// the caller through channels and selects. Most proxied requests are
+// bodiless (GET, HEAD, DELETE, ...); for them the caller can write the
+// request, read the answer and stream the body itself, which takes the
+// goroutine hand-offs, the per-request want/select machinery and the
+// request's second serialization pass out of the proxy's hot path.
+// Requests with a body, upgrades and Expect: 100-continue keep the
+// standard transport, which handles an upstream that answers while the
+// body is still being sent.
+type h1Client struct {
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	fallback http.RoundTripper
+	maxIdle  int
+	idleFor  time.Duration
+
+	mu     sync.Mutex
+	idle   map[string][]*h1Conn // by endpoint address; the newest last
+	sweep  *time.Timer
+	closed bool
+}
+
+func newH1Client(dial func(ctx context.Context, network, addr string) (net.Conn, error), fallback http.RoundTripper, maxIdle int) *h1Client {
+	return &h1Client{dial: dial, fallback: fallback, maxIdle: maxIdle, idleFor: idleConnTimeout, idle: make(map[string][]*h1Conn)}
+}
+
+// h1Conn is one pooled upstream connection.
+type h1Conn struct {
+	conn   net.Conn
+	raw    syscall.RawConn // for the liveness peek; nil when unavailable
+	tls    bool
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	addr   string
+	idleAt time.Time
+}
+
+// staleError marks a failure before any byte of the answer came back,
+// which on a reused connection means the upstream had closed it while it
+// sat idle. unsent: the request could not even be written, so it never
+// reached the upstream and may be sent again whatever its method.
+type staleError struct {
+	unsent bool
+	err    error
+}
+
+func (e *staleError) Error() string {
+	if e.unsent {
+		return "write request: " + e.err.Error()
+	}
+	return "read response: connection closed before the answer: " + e.err.Error()
+}
+
+func (e *staleError) Unwrap() error { return e.err }
+
+// direct reports whether req can take the direct path.
+func direct(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody {
+		return false
+	}
+	if req.ContentLength > 0 || req.Method == http.MethodConnect || req.Close || len(req.TransferEncoding) > 0 {
+		return false
+	}
+	h := req.Header
+	if _, ok := h["Upgrade"]; ok {
+		return false
+	}
+	if _, ok := h["Expect"]; ok {
+		return false
+	}
+	return req.URL.Opaque == "" && req.URL.User == nil
+}
+
+func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !direct(req) {
+		return h.fallback.RoundTrip(req)
+	}
+	ctx := req.Context()
+	addr := req.URL.Host
+	for {
+		pc, reused, err := h.get(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := pc.roundTrip(ctx, req, h)
+		if err == nil {
+			return resp, nil
+		}
+		var stale *staleError
+		if reused && errors.As(err, &stale) && (stale.unsent || idempotent(req)) && ctx.Err() == nil {
+			// The upstream closed idle connections (it restarted, or its
+			// keep-alive timeout is shorter than ours); its other idle
+			// connections are likely gone too.
+			h.dropIdle(addr)
+			continue
+		}
+		return nil, err
+	}
+}
+
+// get returns an idle connection to addr or dials a new one.
+func (h *h1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
+	now := time.Now()
+	h.mu.Lock()
+	for {
+		list := h.idle[addr]
+		if len(list) == 0 {
+			break
+		}
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		h.idle[addr] = list[:len(list)-1]
+		if now.Sub(pc.idleAt) < h.idleFor {
+			h.mu.Unlock()
+			if pc.alive() {
+				return pc, true, nil
+			}
+			_ = pc.conn.Close()
+			h.mu.Lock()
+			continue
+		}
+		_ = pc.conn.Close()
+	}
+	h.mu.Unlock()
+	conn, err := h.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return newH1Conn(conn, addr), false, nil
+}
+
+func newH1Conn(conn net.Conn, addr string) *h1Conn {
+	pc := &h1Conn{conn: conn, addr: addr, br: bufio.NewReaderSize(conn, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}
+	inner := conn
+	if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		inner = tc.NetConn()
+		pc.tls = true
+	}
+	if sc, ok := inner.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			pc.raw = raw
+		}
+	}
+	return pc
+}
+
+// put returns pc to the idle pool, or closes it when the pool is full or
+// the client closed.
+func (h *h1Client) put(pc *h1Conn) {
+	pc.idleAt = time.Now()
+	h.mu.Lock()
+	if h.closed || len(h.idle[pc.addr]) >= h.maxIdle {
+		h.mu.Unlock()
+		_ = pc.conn.Close()
+		return
+	}
+	h.idle[pc.addr] = append(h.idle[pc.addr], pc)
+	if h.sweep == nil {
+		h.sweep = time.AfterFunc(h.idleFor, h.sweepIdle)
+	}
+	h.mu.Unlock()
+}
+
+// sweepIdle closes connections idle for longer than idleFor; it runs every
+// idleFor while the pool holds any.
+func (h *h1Client) sweepIdle() {
+	now := time.Now()
+	var dead []*h1Conn
+	h.mu.Lock()
+	h.sweep = nil
+	left := 0
+	for addr, list := range h.idle {
+		keep := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.idleAt) >= h.idleFor {
+				dead = append(dead, pc)
+			} else {
+				keep = append(keep, pc)
+			}
+		}
+		clear(list[len(keep):])
+		if len(keep) == 0 {
+			delete(h.idle, addr)
+		} else {
+			h.idle[addr] = keep
+			left += len(keep)
+		}
+	}
+	if left > 0 && !h.closed {
+		h.sweep = time.AfterFunc(h.idleFor, h.sweepIdle)
+	}
+	h.mu.Unlock()
+	for _, pc := range dead {
+		_ = pc.conn.Close()
+	}
+}
+
+// dropIdle closes every idle connection to addr.
+func (h *h1Client) dropIdle(addr string) {
+	h.mu.Lock()
+	list := h.idle[addr]
+	delete(h.idle, addr)
+	h.mu.Unlock()
+	for _, pc := range list {
+		_ = pc.conn.Close()
+	}
+}
+
+// CloseIdleConnections closes the idle connections of both paths.
+func (h *h1Client) CloseIdleConnections() {
+	h.mu.Lock()
+	idle := h.idle
+	h.idle = make(map[string][]*h1Conn)
+	h.mu.Unlock()
+	for _, list := range idle {
+		for _, pc := range list {
+			_ = pc.conn.Close()
+		}
+	}
+	if ci, ok := h.fallback.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// close closes the pool for good: connections in use are closed when their
+// response ends instead of going back.
+func (h *h1Client) close() {
+	h.mu.Lock()
+	h.closed = true
+	if h.sweep != nil {
+		h.sweep.Stop()
+		h.sweep = nil
+	}
+	h.mu.Unlock()
+	h.CloseIdleConnections()
+}
+
+// aLongTimeAgo is a deadline that makes blocked reads and writes return.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// roundTrip writes req on pc and reads the answer's head. On success the
+// response body owns pc; on failure pc is closed.
+func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, h *h1Client) (*http.Response, error) {
+	if err := pc.writeRequest(req); err != nil {
+		_ = pc.conn.Close()
+		if errors.Is(err, errInvalidRequest) {
+			return nil, err
+		}
+		return nil, &staleError{unsent: true, err: err}
+	}
+	// The request context (client gone, per-try or overall timeout) cuts
+	// blocked reads through the connection's deadline.
+	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(aLongTimeAgo) })
+	resp, err := pc.readResponse(ctx, req)
+	if err != nil {
+		stop()
+		_ = pc.conn.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("read response: %w", context.Cause(ctx))
+		}
+		return nil, err
+	}
+	if resp.Body == http.NoBody {
+		pc.release(h, resp.Close || req.Close, stop)
+		return resp, nil
+	}
+	resp.Body = &h1Body{pc: pc, h: h, ctx: ctx, body: resp.Body, stop: stop, keep: !resp.Close && !req.Close}
+	return resp, nil
+}
+
+// release ends pc's use by one exchange: back to the pool when it is clean,
+// closed otherwise.
+func (pc *h1Conn) release(h *h1Client, closeIt bool, stop func() bool) {
+	if !stop() {
+		closeIt = true // the deadline was (or is being) moved: unusable
+	}
+	if closeIt || pc.br.Buffered() > 0 {
+		// Bytes after the end of the answer would be read as the next
+		// request's answer: never reuse such a connection.
+		_ = pc.conn.Close()
+		return
+	}
+	h.put(pc)
+}
+
+var errInvalidRequest = errors.New("invalid request")
+
+// reqExcluded are the headers writeRequest writes itself or never sends.
+var reqExcluded = map[string]bool{"Host": true, "User-Agent": true, "Content-Length": true, "Transfer-Encoding": true, "Trailer": true, "Connection": true}
+
+// writeRequest writes req's head (it has no body) and flushes it.
+func (pc *h1Conn) writeRequest(req *http.Request) error {
+	bw := pc.bw
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	if !httpguts.ValidHostHeader(host) {
+		return fmt.Errorf("%w: host %q", errInvalidRequest, host)
+	}
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	for i := 0; i < len(method); i++ {
+		if !httpguts.IsTokenRune(rune(method[i])) {
+			return fmt.Errorf("%w: method %q", errInvalidRequest, method)
+		}
+	}
+	uri := req.URL.RequestURI()
+	for i := 0; i < len(uri); i++ {
+		if b := uri[i]; b <= ' ' || b == 0x7f {
+			return fmt.Errorf("%w: request target %q", errInvalidRequest, uri)
+		}
+	}
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	bw.WriteString(uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	if ua := req.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" {
+		if !httpguts.ValidHeaderFieldValue(ua[0]) {
+			bw.Reset(pc.conn)
+			return fmt.Errorf("%w: header User-Agent", errInvalidRequest)
+		}
+		bw.WriteString("User-Agent: ")
+		bw.WriteString(ua[0])
+		bw.WriteString("\r\n")
+	}
+	for k, vs := range req.Header {
+		if reqExcluded[k] {
+			continue
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			bw.Reset(pc.conn)
+			return fmt.Errorf("%w: header name %q", errInvalidRequest, k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				bw.Reset(pc.conn)
+				return fmt.Errorf("%w: value of header %s", errInvalidRequest, k)
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(textproto.TrimString(v))
+			bw.WriteString("\r\n")
+		}
+	}
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		// A bodiless request of a method that normally has one says so,
+		// as net/http does, so the upstream does not wait for a body.
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	bw.WriteString("\r\n")
+	return bw.Flush()
+}
+
+// maxInformational bounds the 1xx answers accepted before the final one.
+const maxInformational = 8
+
+// readResponse reads the final answer's head, passing 1xx answers to the
+// request's client trace (httputil.ReverseProxy forwards them).
+func (pc *h1Conn) readResponse(ctx context.Context, req *http.Request) (*http.Response, error) {
+	if _, err := pc.br.Peek(1); err != nil {
+		// Nothing came back at all: the connection was dead before the
+		// request reached the upstream's application.
+		return nil, &staleError{err: err}
+	}
+	for n := 0; ; n++ {
+		resp, err := http.ReadResponse(pc.br, req)
+		if err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		code := resp.StatusCode
+		if code >= 200 {
+			return resp, nil
+		}
+		if code == http.StatusSwitchingProtocols || n >= maxInformational {
+			return nil, fmt.Errorf("read response: unexpected %d answer", code)
+		}
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// h1Body is the body of an answer read on the direct path. It gives the
+// connection back to the pool once read to its end and closed.
+type h1Body struct {
+	pc   *h1Conn
+	h    *h1Client
+	ctx  context.Context
+	body io.ReadCloser
+	stop func() bool
+	keep bool // the answer allows reusing the connection
+	// eof and done are atomic because Close may run while a Read is blocked.
+	eof  atomic.Bool
+	done atomic.Bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	n, err := b.body.Read(p)
+	switch {
+	case err == io.EOF:
+		b.eof.Store(true)
+	case err != nil && b.ctx.Err() != nil:
+		err = fmt.Errorf("read response body: %w", context.Cause(b.ctx))
+	}
+	return n, err
+}
+
+// Close ends the exchange. An answer not read to its end closes the
+// connection rather than reading the rest (which could be endless).
+func (b *h1Body) Close() error {
+	if !b.done.CompareAndSwap(false, true) {
+		return nil
+	}
+	if !b.eof.Load() {
+		b.stop()
+		return b.pc.conn.Close()
+	}
+	_ = b.body.Close() // at EOF: releases the body without reading
+	b.pc.release(b.h, !b.keep, b.stop)
+	return nil
+}

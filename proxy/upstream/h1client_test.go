@@ -1,0 +1,485 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// scripted is a raw HTTP/1.1 upstream on loopback: answer decides, per
+// request, the bytes written back and whether the connection stays open.
+// It counts connections and records every request head it read.
+type scripted struct {
+	ln     net.Listener
+	conns  atomic.Int64
+	mu     sync.Mutex
+	heads  []*http.Request
+	closed chan struct{} // one value each time answer closes a connection
+	wg     sync.WaitGroup
+}
+
+type answerFunc func(n int, req *http.Request) (raw string, keepOpen bool)
+
+func newScripted(t *testing.T, answer answerFunc) *scripted {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scripted{ln: ln, closed: make(chan struct{}, 64)}
+	var open sync.Map
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.conns.Add(1)
+			open.Store(c, true)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer open.Delete(c)
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					s.mu.Lock()
+					s.heads = append(s.heads, req)
+					s.mu.Unlock()
+					raw, keep := answer(n, req)
+					if raw == "" && keep {
+						// hang: answer nothing until the test ends
+						_, _ = br.ReadByte()
+						return
+					}
+					if _, err := io.WriteString(c, raw); err != nil || !keep {
+						c.Close()
+						s.closed <- struct{}{}
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *scripted) addr() string { return s.ln.Addr().String() }
+
+func (s *scripted) head(i int) *http.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.heads[i]
+}
+
+// failRT is a fallback that must not be used.
+type failRT struct{ used atomic.Int64 }
+
+func (f *failRT) RoundTrip(*http.Request) (*http.Response, error) {
+	f.used.Add(1)
+	return nil, errors.New("fallback used")
+}
+
+func newTestH1(t *testing.T, fallback http.RoundTripper) *h1Client {
+	t.Helper()
+	d := net.Dialer{Timeout: time.Second}
+	h := newH1Client(d.DialContext, fallback, 4)
+	t.Cleanup(h.close)
+	return h
+}
+
+func h1Req(t *testing.T, ctx context.Context, method, addr, path string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "svc.example"
+	return req
+}
+
+// readAll sends req through h and reads the whole answer.
+func readAll(h http.RoundTripper, req *http.Request) (*http.Response, string, error) {
+	resp, err := h.RoundTrip(req)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b), err
+}
+
+func TestH1ClientFramings(t *testing.T) {
+	const ok2 = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	tests := []struct {
+		name      string
+		method    string
+		raw       string
+		wantBody  string
+		wantConns int64 // after three requests
+		trailer   string
+	}{
+		{"content-length", "GET", ok2, "ok", 1, ""},
+		{"chunked with trailer", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n", "abcde", 1, "5"},
+		{"no content", "DELETE", "HTTP/1.1 204 No Content\r\n\r\n", "", 1, ""},
+		{"not modified", "GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", "", 1, ""},
+		{"head", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", "", 1, ""},
+		{"connection close", "GET", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", "ok", 3, ""},
+		{"http/1.0 until close", "GET", "HTTP/1.0 200 OK\r\n\r\nuntil-eof", "until-eof", 3, ""},
+		{"bytes after the answer", "GET", ok2 + "HTTP/1.1 200 OK\r\n", "ok", 3, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keep := !strings.Contains(tt.raw, "close") && !strings.HasPrefix(tt.raw, "HTTP/1.0")
+			up := newScripted(t, func(int, *http.Request) (string, bool) { return tt.raw, keep })
+			fb := &failRT{}
+			h := newTestH1(t, fb)
+			for i := range 3 {
+				resp, body, err := readAll(h, h1Req(t, context.Background(), tt.method, up.addr(), "/p?q=1"))
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				if body != tt.wantBody {
+					t.Fatalf("request %d: body %q, want %q", i, body, tt.wantBody)
+				}
+				if tt.trailer != "" && resp.Trailer.Get("X-Sum") != tt.trailer {
+					t.Fatalf("trailer %q, want %q", resp.Trailer.Get("X-Sum"), tt.trailer)
+				}
+			}
+			if got := up.conns.Load(); got != tt.wantConns {
+				t.Errorf("upstream saw %d connections for 3 requests, want %d", got, tt.wantConns)
+			}
+			if fb.used.Load() != 0 {
+				t.Error("bodiless request went to the fallback transport")
+			}
+		})
+	}
+}
+
+func TestH1ClientWritesTheRequest(t *testing.T) {
+	up := newScripted(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true
+	})
+	h := newTestH1(t, &failRT{})
+	req := h1Req(t, context.Background(), "POST", up.addr(), "/a%20b?x=1&y=2")
+	req.Header.Set("User-Agent", "")
+	req.Header["X-Multi"] = []string{"one", " two "}
+	req.Header.Set("Connection", "keep-alive") // hop-by-hop: never sent
+	req.Header.Set("Content-Length", "12")     // the request has no body
+	if _, _, err := readAll(h, req); err != nil {
+		t.Fatal(err)
+	}
+	got := up.head(0)
+	if got.Method != "POST" || got.RequestURI != "/a%20b?x=1&y=2" || got.Host != "svc.example" {
+		t.Errorf("request line/host: %s %s host %s", got.Method, got.RequestURI, got.Host)
+	}
+	if _, ok := got.Header["User-Agent"]; ok {
+		t.Errorf("an empty User-Agent was sent: %q", got.Header["User-Agent"])
+	}
+	if v := got.Header.Values("X-Multi"); len(v) != 2 || v[0] != "one" || v[1] != "two" {
+		t.Errorf("X-Multi = %q", v)
+	}
+	if got.ContentLength != 0 || got.Header.Get("Content-Length") != "0" {
+		t.Errorf("bodiless POST: Content-Length %q", got.Header.Get("Content-Length"))
+	}
+	if got.Header.Get("Connection") != "" {
+		t.Errorf("Connection header forwarded: %q", got.Header.Get("Connection"))
+	}
+}
+
+func TestH1ClientRefusesInjection(t *testing.T) {
+	up := newScripted(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true
+	})
+	tests := []struct {
+		name string
+		mod  func(*http.Request)
+	}{
+		{"header value", func(r *http.Request) { r.Header["X-A"] = []string{"v\r\nX-Injected: 1"} }},
+		{"header name", func(r *http.Request) { r.Header["X A"] = []string{"v"} }},
+		{"host", func(r *http.Request) { r.Host = "a\r\nX-Injected: 1" }},
+		{"method", func(r *http.Request) { r.Method = "GET /x HTTP/1.1\r\n" }},
+		{"user agent", func(r *http.Request) { r.Header["User-Agent"] = []string{"a\nb"} }},
+	}
+	h := newTestH1(t, &failRT{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := h1Req(t, context.Background(), "GET", up.addr(), "/")
+			tt.mod(req)
+			if _, err := h.RoundTrip(req); !errors.Is(err, errInvalidRequest) {
+				t.Fatalf("err = %v, want errInvalidRequest", err)
+			}
+		})
+	}
+	// A clean request still works and is the first the upstream ever saw.
+	if _, _, err := readAll(h, h1Req(t, context.Background(), "GET", up.addr(), "/clean")); err != nil {
+		t.Fatal(err)
+	}
+	if got := up.head(0).URL.Path; got != "/clean" {
+		t.Errorf("first request the upstream read: %s", got)
+	}
+}
+
+func TestH1ClientStaleIdleConnections(t *testing.T) {
+	// The upstream closes every connection right after its answer, without
+	// saying so (as a keep-alive timeout or a restart does).
+	up := newScripted(t, func(n int, req *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	h := newTestH1(t, &failRT{})
+	for i, method := range []string{"GET", "POST", "DELETE", "POST"} {
+		if _, body, err := readAll(h, h1Req(t, context.Background(), method, up.addr(), "/")); err != nil || body != "ok" {
+			t.Fatalf("request %d (%s): %q, %v", i, method, body, err)
+		}
+		// Wait until the upstream closed, so the pooled connection is dead.
+		select {
+		case <-up.closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("upstream did not close")
+		}
+	}
+	if got := up.conns.Load(); got != 4 {
+		t.Errorf("connections = %d, want 4 (one per request)", got)
+	}
+}
+
+func TestH1ClientRetriesIdempotentOnDeadReuse(t *testing.T) {
+	// The connection dies after the liveness check passed: the pooled
+	// connection's peer is closed only once the request is written.
+	up := newScripted(t, func(n int, req *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+	})
+	h := newTestH1(t, &failRT{})
+	if _, _, err := readAll(h, h1Req(t, context.Background(), "GET", up.addr(), "/")); err != nil {
+		t.Fatal(err)
+	}
+	// Replace the pooled connection's reader with one that fails as a
+	// closed connection does, without touching the socket: the request is
+	// written, no answer comes back.
+	h.mu.Lock()
+	pc := h.idle[up.addr()][0]
+	h.mu.Unlock()
+	pc.br.Reset(eofReader{})
+	if _, body, err := readAll(h, h1Req(t, context.Background(), "GET", up.addr(), "/")); err != nil || body != "ok" {
+		t.Fatalf("GET after a dead reuse: %q, %v", body, err)
+	}
+	if got := up.conns.Load(); got != 2 {
+		t.Errorf("connections = %d, want 2", got)
+	}
+	// A POST in the same spot is not sent twice.
+	h.mu.Lock()
+	pc = h.idle[up.addr()][0]
+	h.mu.Unlock()
+	pc.br.Reset(eofReader{})
+	var stale *staleError
+	if _, err := h.RoundTrip(h1Req(t, context.Background(), "POST", up.addr(), "/")); !errors.As(err, &stale) {
+		t.Fatalf("POST after a dead reuse: err = %v, want a staleError", err)
+	}
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+func TestH1ClientCancel(t *testing.T) {
+	t.Run("waiting for the head", func(t *testing.T) {
+		up := newScripted(t, func(int, *http.Request) (string, bool) { return "", true })
+		h := newTestH1(t, &failRT{})
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cause := errors.New("client went away")
+		time.AfterFunc(50*time.Millisecond, func() { cancel(cause) })
+		_, err := h.RoundTrip(h1Req(t, ctx, "GET", up.addr(), "/"))
+		if !errors.Is(err, cause) {
+			t.Fatalf("err = %v, want the context's cause", err)
+		}
+	})
+	t.Run("reading the body", func(t *testing.T) {
+		up := newScripted(t, func(int, *http.Request) (string, bool) {
+			return "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", true
+		})
+		h := newTestH1(t, &failRT{})
+		ctx, cancel := context.WithCancel(context.Background())
+		resp, err := h.RoundTrip(h1Req(t, ctx, "GET", up.addr(), "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(50*time.Millisecond, cancel)
+		if _, err := resp.Body.Read(buf); !errors.Is(err, context.Canceled) {
+			t.Fatalf("read after cancel: %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestH1ClientEarlyCloseDoesNotDrain(t *testing.T) {
+	// An endless chunked body: Close must not try to read it to its end.
+	up := newScripted(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", true
+	})
+	h := newTestH1(t, &failRT{})
+	resp, err := h.RoundTrip(h1Req(t, context.Background(), "GET", up.addr(), "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { resp.Body.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close blocked reading the rest of the body")
+	}
+	h.mu.Lock()
+	n := len(h.idle[up.addr()])
+	h.mu.Unlock()
+	if n != 0 {
+		t.Errorf("a connection with an unread body went back to the pool")
+	}
+}
+
+func TestH1ClientInformational(t *testing.T) {
+	up := newScripted(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+	})
+	h := newTestH1(t, &failRT{})
+	var got []int
+	var link string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
+		got = append(got, code)
+		link = hdr.Get("Link")
+		return nil
+	}}
+	ctx := httptrace.WithClientTrace(context.Background(), trace)
+	resp, body, err := readAll(h, h1Req(t, ctx, "GET", up.addr(), "/"))
+	if err != nil || resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("final answer: %v %q %v", resp, body, err)
+	}
+	if len(got) != 1 || got[0] != 103 || link == "" {
+		t.Errorf("1xx seen: %v, Link %q", got, link)
+	}
+}
+
+func TestH1ClientFallback(t *testing.T) {
+	up := newScripted(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true
+	})
+	tests := []struct {
+		name string
+		mod  func(*http.Request)
+	}{
+		{"body", func(r *http.Request) { r.Body = io.NopCloser(strings.NewReader("x")); r.ContentLength = 1 }},
+		{"upgrade", func(r *http.Request) { r.Header.Set("Upgrade", "websocket") }},
+		{"expect", func(r *http.Request) { r.Header.Set("Expect", "100-continue") }},
+		{"close", func(r *http.Request) { r.Close = true }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fb := &failRT{}
+			h := newTestH1(t, fb)
+			req := h1Req(t, context.Background(), "PUT", up.addr(), "/")
+			tt.mod(req)
+			_, _ = h.RoundTrip(req)
+			if fb.used.Load() != 1 {
+				t.Errorf("request did not go to the fallback transport")
+			}
+		})
+	}
+}
+
+func TestH1ClientPool(t *testing.T) {
+	up := newScripted(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+	})
+	h := newTestH1(t, &failRT{}) // at most 4 idle
+	// Eight answers open at once need eight connections; four stay idle.
+	var bodies []io.ReadCloser
+	for range 8 {
+		resp, err := h.RoundTrip(h1Req(t, context.Background(), "GET", up.addr(), "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		bodies = append(bodies, resp.Body)
+	}
+	for _, b := range bodies {
+		b.Close()
+	}
+	h.mu.Lock()
+	n := len(h.idle[up.addr()])
+	h.mu.Unlock()
+	if n != 4 || up.conns.Load() != 8 {
+		t.Fatalf("idle = %d (want 4), connections = %d (want 8)", n, up.conns.Load())
+	}
+	// Connections idle past idleFor are closed by the sweep.
+	h.mu.Lock()
+	for _, pc := range h.idle[up.addr()] {
+		pc.idleAt = pc.idleAt.Add(-2 * h.idleFor)
+	}
+	h.mu.Unlock()
+	h.sweepIdle()
+	h.mu.Lock()
+	n = len(h.idle[up.addr()])
+	h.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("idle after sweep = %d, want 0", n)
+	}
+	if _, _, err := readAll(h, h1Req(t, context.Background(), "GET", up.addr(), "/")); err != nil {
+		t.Fatal(err)
+	}
+	if up.conns.Load() != 9 {
+		t.Errorf("connections = %d, want 9 (a new one after the sweep)", up.conns.Load())
+	}
+}
+
+// TestClusterReusesUpstreamConnections runs sequential requests through a
+// cluster of each HTTP/1 protocol and counts the upstream's connections.
+func TestClusterReusesUpstreamConnections(t *testing.T) {
+	for _, proto := range []string{ProtoHTTP1, ProtoAuto} {
+		t.Run(proto, func(t *testing.T) {
+			up := newScripted(t, func(_ int, req *http.Request) (string, bool) {
+				if req.Method == "HEAD" {
+					return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", true
+				}
+				return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+			})
+			cl := cluster("c", up.addr())
+			cl.Protocol = proto
+			c := newSet(t, Options{}, cl).Cluster("c")
+			for i := range 20 {
+				method := []string{"GET", "HEAD", "DELETE", "OPTIONS"}[i%4]
+				r := do(c, newReq(t, method, "/"))
+				if r.err != nil || r.status != 200 {
+					t.Fatalf("request %d: %+v", i, r)
+				}
+			}
+			if got := up.conns.Load(); got != 1 {
+				t.Errorf("20 sequential requests used %d connections, want 1", got)
+			}
+		})
+	}
+}
