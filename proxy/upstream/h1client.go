@@ -101,8 +101,11 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	addr := req.URL.Host
+	// A request that may be sent twice skips the liveness peek: on the rare
+	// dead connection it is simply sent again on a new one (below).
+	once := !idempotent(req)
 	for {
-		pc, reused, err := h.get(ctx, addr)
+		pc, reused, err := h.get(ctx, addr, once)
 		if err != nil {
 			return nil, err
 		}
@@ -122,8 +125,9 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// get returns an idle connection to addr or dials a new one.
-func (h *h1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
+// get returns an idle connection to addr or dials a new one; peek checks
+// that an idle one is still alive first.
+func (h *h1Client) get(ctx context.Context, addr string, peek bool) (*h1Conn, bool, error) {
 	now := time.Now()
 	h.mu.Lock()
 	for {
@@ -136,7 +140,7 @@ func (h *h1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) 
 		h.idle[addr] = list[:len(list)-1]
 		if now.Sub(pc.idleAt) < h.idleFor {
 			h.mu.Unlock()
-			if pc.alive() {
+			if !peek || pc.alive() {
 				return pc, true, nil
 			}
 			_ = pc.conn.Close()
@@ -267,22 +271,29 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, h *h1Client) (*http.Response, error) {
 	if err := pc.writeRequest(req); err != nil {
 		_ = pc.conn.Close()
-		if errors.Is(err, errInvalidRequest) {
-			return nil, err
-		}
-		return nil, &staleError{unsent: true, err: err}
+		return nil, err
 	}
 	// The request context (client gone, per-try or overall timeout) cuts
-	// blocked reads through the connection's deadline.
+	// blocked writes and reads through the connection's deadline.
 	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(aLongTimeAgo) })
-	resp, err := pc.readResponse(ctx, req)
-	if err != nil {
+	fail := func(err error) (*http.Response, error) {
 		stop()
 		_ = pc.conn.Close()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("read response: %w", context.Cause(ctx))
+			return nil, fmt.Errorf("upstream exchange: %w", context.Cause(ctx))
 		}
 		return nil, err
+	}
+	sent, err := pc.send()
+	if !sent {
+		return fail(&staleError{unsent: true, err: err})
+	}
+	if err != nil {
+		return fail(fmt.Errorf("wait for the answer: %w", err))
+	}
+	resp, err := pc.readResponse(ctx, req)
+	if err != nil {
+		return fail(err)
 	}
 	if resp.Body == http.NoBody {
 		pc.release(h, resp.Close || req.Close, stop)
@@ -312,7 +323,37 @@ var errInvalidRequest = errors.New("invalid request")
 // reqExcluded are the headers writeRequest writes itself or never sends.
 var reqExcluded = map[string]bool{"Host": true, "User-Agent": true, "Content-Length": true, "Transfer-Encoding": true, "Trailer": true, "Connection": true}
 
-// writeRequest writes req's head (it has no body) and flushes it.
+// send flushes the request and, on a plain connection, waits until the
+// answer is readable without first trying a read that would only say
+// "not yet" (one system call less per request). The wait is armed before
+// the request goes out, so an answer cannot slip in unnoticed. sent is
+// false when the request could not be written; err is then the write
+// error, else the wait's.
+func (pc *h1Conn) send() (sent bool, err error) {
+	if pc.raw == nil || pc.tls || pc.br.Buffered() > 0 {
+		err = pc.bw.Flush()
+		return err == nil, err
+	}
+	var werr error
+	first := true
+	err = pc.raw.Read(func(uintptr) bool {
+		if first {
+			first = false
+			werr = pc.bw.Flush()
+			return werr != nil // written: wait for readability
+		}
+		return true
+	})
+	if werr != nil {
+		return false, werr
+	}
+	if first {
+		return false, err // never got to write
+	}
+	return true, err
+}
+
+// writeRequest buffers req's head (it has no body) for send.
 func (pc *h1Conn) writeRequest(req *http.Request) error {
 	bw := pc.bw
 	host := req.Host
@@ -378,7 +419,7 @@ func (pc *h1Conn) writeRequest(req *http.Request) error {
 		bw.WriteString("Content-Length: 0\r\n")
 	}
 	bw.WriteString("\r\n")
-	return bw.Flush()
+	return nil
 }
 
 // maxInformational bounds the 1xx answers accepted before the final one.
