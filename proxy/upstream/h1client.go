@@ -37,6 +37,7 @@ type h1Client struct {
 	fallback http.RoundTripper
 	maxIdle  int
 	idleFor  time.Duration
+	onStale  func() // counts pooled connections found closed; may be nil
 
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn // by endpoint address; the newest last
@@ -118,6 +119,9 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 			// The upstream closed idle connections (it restarted, or its
 			// keep-alive timeout is shorter than ours); its other idle
 			// connections are likely gone too.
+			if h.onStale != nil {
+				h.onStale()
+			}
 			h.dropIdle(addr)
 			continue
 		}

@@ -480,6 +480,31 @@ func TestClusterReusesUpstreamConnections(t *testing.T) {
 			if got := up.conns.Load(); got != 1 {
 				t.Errorf("20 sequential requests used %d connections, want 1", got)
 			}
+			if got := counterValue(t, c.m.connOpened); got != 1 {
+				t.Errorf("connections opened metric = %v, want 1", got)
+			}
 		})
+	}
+}
+
+// TestClusterCountsStaleConnections: an upstream that closes every
+// connection after its answer; the second GET finds its pooled connection
+// closed, is sent again on a new one, and the metric says so.
+func TestClusterCountsStaleConnections(t *testing.T) {
+	up := newScripted(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	c := newSet(t, Options{}, cluster("c", up.addr())).Cluster("c")
+	for i := range 2 {
+		if r := do(c, newReq(t, "GET", "/")); r.err != nil || r.body != "ok" {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+		<-up.closed
+	}
+	if got := counterValue(t, c.m.connStale); got != 1 {
+		t.Errorf("stale connections = %v, want 1", got)
+	}
+	if got := counterValue(t, c.m.connOpened); got != 2 {
+		t.Errorf("connections opened = %v, want 2", got)
 	}
 }

@@ -19,6 +19,7 @@ type Metrics struct {
 	timeouts    *prometheus.CounterVec
 	ejections   *prometheus.CounterVec
 	mirror      *prometheus.CounterVec
+	conns       *prometheus.CounterVec
 	healthDesc  *prometheus.Desc
 	breakerDesc *prometheus.Desc
 	activeDesc  *prometheus.Desc
@@ -60,6 +61,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "wasmgate_upstream_mirror_requests_total",
 			Help: "Mirrored requests by shadow cluster and result (sent, dropped_full, skipped_body, error).",
 		}, []string{"cluster", "result"}),
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmgate_upstream_connections_total",
+			Help: "Upstream TCP connections by cluster and event: opened, or stale (a pooled HTTP/1.1 connection the upstream had closed, found on reuse; idempotent requests are sent again on a new one).",
+		}, []string{"cluster", "event"}),
 		healthDesc: prometheus.NewDesc("wasmgate_upstream_endpoint_healthy",
 			"1 when the endpoint receives traffic (health check passing and not ejected), else 0.",
 			[]string{"cluster", "endpoint"}, nil),
@@ -71,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			cl, nil),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.errors, m.retries, m.budget, m.timeouts, m.ejections, m.mirror, m} {
+		for _, c := range []prometheus.Collector{m.requests, m.errors, m.retries, m.budget, m.timeouts, m.ejections, m.mirror, m.conns, m} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("upstream: register metrics: %w", err)
 			}
@@ -142,6 +147,7 @@ type clusterMetrics struct {
 	retries, budget, timeouts, ejections prometheus.Counter
 	mirrorSent, mirrorFull, mirrorBody   prometheus.Counter
 	mirrorErr                            prometheus.Counter
+	connOpened, connStale                prometheus.Counter
 }
 
 func (m *Metrics) bind(name string) *clusterMetrics {
@@ -163,6 +169,8 @@ func (m *Metrics) bind(name string) *clusterMetrics {
 	cm.mirrorFull = m.mirror.WithLabelValues(name, "dropped_full")
 	cm.mirrorBody = m.mirror.WithLabelValues(name, "skipped_body")
 	cm.mirrorErr = m.mirror.WithLabelValues(name, "error")
+	cm.connOpened = m.conns.WithLabelValues(name, "opened")
+	cm.connStale = m.conns.WithLabelValues(name, "stale")
 	return cm
 }
 

@@ -38,6 +38,7 @@ func (c *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, err
 	if err != nil {
 		return nil, &dialError{err}
 	}
+	c.m.connOpened.Inc()
 	return conn, nil
 }
 
@@ -135,7 +136,9 @@ func (c *Cluster) newH1(tr *http.Transport) *h1Client {
 	if tr.DialTLSContext != nil {
 		dial = tr.DialTLSContext
 	}
-	return newH1Client(dial, tr, c.cfg.MaxIdleConns)
+	h := newH1Client(dial, tr, c.cfg.MaxIdleConns)
+	h.onStale = c.m.connStale.Inc
+	return h
 }
 
 // byDownstream sends HTTP/1 requests over h1 and HTTP/2 or HTTP/3 ones
