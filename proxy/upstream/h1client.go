@@ -60,6 +60,11 @@ type h1Conn struct {
 	idleAt time.Time
 }
 
+// maxStaleTries bounds the sends of one request over pooled connections
+// that turn out to be dead. After the first, the endpoint's idle
+// connections are dropped, so the next try nearly always dials.
+const maxStaleTries = 3
+
 // staleError marks a failure before any byte of the answer came back,
 // which on a reused connection means the upstream had closed it while it
 // sat idle. unsent: the request could not even be written, so it never
@@ -105,7 +110,7 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A request that may be sent twice skips the liveness peek: on the rare
 	// dead connection it is simply sent again on a new one (below).
 	once := !idempotent(req)
-	for {
+	for try := 1; ; try++ {
 		pc, reused, err := h.get(ctx, addr, once)
 		if err != nil {
 			return nil, err
@@ -115,7 +120,7 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		var stale *staleError
-		if reused && errors.As(err, &stale) && (stale.unsent || idempotent(req)) && ctx.Err() == nil {
+		if reused && try < maxStaleTries && errors.As(err, &stale) && (stale.unsent || !once) && ctx.Err() == nil {
 			// The upstream closed idle connections (it restarted, or its
 			// keep-alive timeout is shorter than ours); its other idle
 			// connections are likely gone too.
