@@ -58,6 +58,26 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	addr   string
 	idleAt time.Time
+
+	// Made once per connection so that a request allocates no closures.
+	cutFn  func()
+	sendFn func(uintptr) bool
+	sent   bool  // sendFn state: the request went out
+	werr   error // sendFn state: the write's error
+}
+
+// cut makes the connection's blocked reads and writes return.
+func (pc *h1Conn) cut() { _ = pc.conn.SetDeadline(aLongTimeAgo) }
+
+// writeThenWait is the raw read callback of send: write on its first call
+// and ask to wait for readability, return on the next.
+func (pc *h1Conn) writeThenWait(uintptr) bool {
+	if pc.sent {
+		return true
+	}
+	pc.sent = true
+	pc.werr = pc.bw.Flush()
+	return pc.werr != nil
 }
 
 // maxStaleTries bounds the sends of one request over pooled connections
@@ -168,6 +188,7 @@ func (h *h1Client) get(ctx context.Context, addr string, peek bool) (*h1Conn, bo
 
 func newH1Conn(conn net.Conn, addr string) *h1Conn {
 	pc := &h1Conn{conn: conn, addr: addr, br: bufio.NewReaderSize(conn, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}
+	pc.cutFn, pc.sendFn = pc.cut, pc.writeThenWait
 	inner := conn
 	if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
 		inner = tc.NetConn()
@@ -284,7 +305,7 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, h *h1Client)
 	}
 	// The request context (client gone, per-try or overall timeout) cuts
 	// blocked writes and reads through the connection's deadline.
-	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, pc.cutFn)
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		_ = pc.conn.Close()
@@ -343,20 +364,12 @@ func (pc *h1Conn) send() (sent bool, err error) {
 		err = pc.bw.Flush()
 		return err == nil, err
 	}
-	var werr error
-	first := true
-	err = pc.raw.Read(func(uintptr) bool {
-		if first {
-			first = false
-			werr = pc.bw.Flush()
-			return werr != nil // written: wait for readability
-		}
-		return true
-	})
-	if werr != nil {
-		return false, werr
+	pc.sent, pc.werr = false, nil
+	err = pc.raw.Read(pc.sendFn)
+	if pc.werr != nil {
+		return false, pc.werr
 	}
-	if first {
+	if !pc.sent {
 		return false, err // never got to write
 	}
 	return true, err
