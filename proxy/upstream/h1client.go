@@ -395,6 +395,11 @@ func (pc *h1Conn) writeRequest(req *http.Request) error {
 		}
 	}
 	uri := req.URL.RequestURI()
+	if uri[0] != '/' && (uri != "*" || method != http.MethodOptions) {
+		// An origin-form target starts with "/"; anything else (a filter's
+		// rewrite gone wrong) would be read as another form or refused.
+		return fmt.Errorf("%w: request target %q", errInvalidRequest, uri)
+	}
 	for i := 0; i < len(uri); i++ {
 		if b := uri[i]; b <= ' ' || b == 0x7f {
 			return fmt.Errorf("%w: request target %q", errInvalidRequest, uri)
