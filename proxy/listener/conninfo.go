@@ -71,6 +71,11 @@ type BodyError struct {
 // Error implements error.
 func (e *BodyError) Error() string { return fmt.Sprintf("listener: reading request body: %v", e.Err) }
 
+// ClientFault marks the failure as the client's, for packages that must
+// not blame an upstream for it (passive outlier detection, retries) and do
+// not import this one.
+func (e *BodyError) ClientFault() bool { return true }
+
 // Unwrap returns the underlying error.
 func (e *BodyError) Unwrap() error { return e.Err }
 

@@ -98,6 +98,8 @@ const (
 var defaultRetryOn = []string{"connect-failure", "reset", "gateway-error"}
 
 var (
+	// errClientBody types a try that failed on the client's request body.
+	errClientBody  = errors.New("upstream: request body failed on the client's side")
 	errTryTimeout  = fmt.Errorf("per-try timeout: %w", ErrTimeout)
 	errCallTimeout = fmt.Errorf("overall timeout: %w", ErrTimeout)
 )
@@ -112,6 +114,7 @@ const (
 	kindTryTimeout
 	kindCallTimeout
 	kindCanceled
+	kindClient // the client's fault (its body failed): not the endpoint's
 )
 
 // RoundTrip sends req to one endpoint of the cluster, retrying and failing
@@ -361,6 +364,8 @@ func (cl *call) classify(tryCtx context.Context, err error) (kind, error) {
 		return kindTryTimeout, ErrTimeout
 	case cl.req.Context().Err() != nil:
 		return kindCanceled, context.Cause(cl.req.Context())
+	case isClientFault(err):
+		return kindClient, errClientBody
 	case isDialError(err):
 		return kindConnect, ErrConnect
 	default:
@@ -386,7 +391,7 @@ func outcomeOf(k kind, status int) outcome {
 // retryable decides whether a failed try is retried, and takes a retry
 // budget slot for the call when it is.
 func (cl *call) retryable(pol *config.Retry, try, attempts int, k kind, status int) bool {
-	if pol == nil || try >= attempts || k == kindCallTimeout || k == kindCanceled {
+	if pol == nil || try >= attempts || k == kindCallTimeout || k == kindCanceled || k == kindClient {
 		return false
 	}
 	if !retryOn(pol, k, status) {

@@ -70,3 +70,11 @@ func isDialError(err error) bool {
 	var d *dialError
 	return errors.As(err, &d)
 }
+
+// isClientFault reports whether err is the client's doing, such as its
+// request body failing mid-way (listener.BodyError, or the direct path's
+// bodyError). Such a try is not retried and not held against the endpoint.
+func isClientFault(err error) bool {
+	var cf interface{ ClientFault() bool }
+	return errors.As(err, &cf) && cf.ClientFault()
+}

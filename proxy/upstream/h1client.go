@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -64,6 +65,22 @@ type h1Conn struct {
 	sendFn func(uintptr) bool
 	sent   bool  // sendFn state: the request went out
 	werr   error // sendFn state: the write's error
+
+	cw      countWriter // under bw: tells whether bw flushed on its own
+	early   bool        // part of the request went out before send
+	scratch [20]byte
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // cut makes the connection's blocked reads and writes return.
@@ -103,12 +120,22 @@ func (e *staleError) Error() string {
 
 func (e *staleError) Unwrap() error { return e.err }
 
-// direct reports whether req can take the direct path.
+// maxDirectBody is the largest request body the direct path sends: it is
+// read from the client before the request goes out, and so small a body
+// fits the kernel's socket buffers, so writing it cannot block on an
+// upstream that answers early without reading it.
+const maxDirectBody = 16 << 10
+
+// hasBody reports whether req carries a body to send.
+func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
+
+// direct reports whether req can take the direct path: no body, or a
+// small one of known length.
 func direct(req *http.Request) bool {
-	if req.Body != nil && req.Body != http.NoBody {
+	if hasBody(req) && (req.ContentLength <= 0 || req.ContentLength > maxDirectBody) {
 		return false
 	}
-	if req.ContentLength > 0 || req.Method == http.MethodConnect || req.Close || len(req.TransferEncoding) > 0 {
+	if req.Method == http.MethodConnect || req.Close || len(req.TransferEncoding) > 0 {
 		return false
 	}
 	h := req.Header
@@ -128,11 +155,17 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	addr := req.URL.Host
 	// A request that may be sent twice skips the liveness peek: on the rare
-	// dead connection it is simply sent again on a new one (below).
-	once := !idempotent(req)
+	// dead connection it is simply sent again on a new one (below). A body
+	// can be sent again only when it can be had again.
+	body := hasBody(req)
+	replay := !body || req.GetBody != nil
+	once := !idempotent(req) || !replay
 	for try := 1; ; try++ {
 		pc, reused, err := h.get(ctx, addr, once)
 		if err != nil {
+			if body {
+				_ = req.Body.Close()
+			}
 			return nil, err
 		}
 		resp, err := pc.roundTrip(ctx, req, h)
@@ -140,7 +173,7 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		var stale *staleError
-		if reused && try < maxStaleTries && errors.As(err, &stale) && (stale.unsent || !once) && ctx.Err() == nil {
+		if reused && try < maxStaleTries && errors.As(err, &stale) && (stale.unsent && replay || !once) && ctx.Err() == nil {
 			// The upstream closed idle connections (it restarted, or its
 			// keep-alive timeout is shorter than ours); its other idle
 			// connections are likely gone too.
@@ -148,6 +181,15 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 				h.onStale()
 			}
 			h.dropIdle(addr)
+			if body {
+				again, err := req.GetBody()
+				if err != nil {
+					return nil, fmt.Errorf("replay request body: %w", err)
+				}
+				r2 := *req
+				r2.Body = again
+				req = &r2
+			}
 			continue
 		}
 		return nil, err
@@ -187,7 +229,9 @@ func (h *h1Client) get(ctx context.Context, addr string, peek bool) (*h1Conn, bo
 }
 
 func newH1Conn(conn net.Conn, addr string) *h1Conn {
-	pc := &h1Conn{conn: conn, addr: addr, br: bufio.NewReaderSize(conn, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}
+	pc := &h1Conn{conn: conn, addr: addr, br: bufio.NewReaderSize(conn, 4<<10)}
+	pc.cw.w = conn
+	pc.bw = bufio.NewWriterSize(&pc.cw, 4<<10)
 	pc.cutFn, pc.sendFn = pc.cut, pc.writeThenWait
 	inner := conn
 	if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
@@ -299,7 +343,11 @@ var aLongTimeAgo = time.Unix(1, 0)
 // roundTrip writes req on pc and reads the answer's head. On success the
 // response body owns pc; on failure pc is closed.
 func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, h *h1Client) (*http.Response, error) {
-	if err := pc.writeRequest(req); err != nil {
+	err := pc.writeRequest(req)
+	if hasBody(req) {
+		_ = req.Body.Close() // read to its end, or failed: either way done
+	}
+	if err != nil {
 		_ = pc.conn.Close()
 		return nil, err
 	}
@@ -360,7 +408,9 @@ var reqExcluded = map[string]bool{"Host": true, "User-Agent": true, "Content-Len
 // false when the request could not be written; err is then the write
 // error, else the wait's.
 func (pc *h1Conn) send() (sent bool, err error) {
-	if pc.raw == nil || pc.tls || pc.br.Buffered() > 0 {
+	if pc.raw == nil || pc.tls || pc.early || pc.br.Buffered() > 0 {
+		// An early part may have been answered already (a 431, a 413):
+		// waiting for a readiness that was already reported would hang.
 		err = pc.bw.Flush()
 		return err == nil, err
 	}
@@ -375,8 +425,17 @@ func (pc *h1Conn) send() (sent bool, err error) {
 	return true, err
 }
 
-// writeRequest buffers req's head (it has no body) for send.
+// writeRequest buffers req's head and body for send. A request larger
+// than the buffer has partly gone out already when it returns (early).
 func (pc *h1Conn) writeRequest(req *http.Request) error {
+	start := pc.cw.n
+	err := pc.writeHead(req)
+	pc.early = pc.cw.n != start
+	return err
+}
+
+// writeHead writes req's head, and its body when it has one.
+func (pc *h1Conn) writeHead(req *http.Request) error {
 	bw := pc.bw
 	host := req.Host
 	if host == "" {
@@ -413,7 +472,7 @@ func (pc *h1Conn) writeRequest(req *http.Request) error {
 	bw.WriteString("\r\n")
 	if ua := req.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" {
 		if !httpguts.ValidHeaderFieldValue(ua[0]) {
-			bw.Reset(pc.conn)
+			bw.Reset(&pc.cw)
 			return fmt.Errorf("%w: header User-Agent", errInvalidRequest)
 		}
 		bw.WriteString("User-Agent: ")
@@ -425,12 +484,12 @@ func (pc *h1Conn) writeRequest(req *http.Request) error {
 			continue
 		}
 		if !httpguts.ValidHeaderFieldName(k) {
-			bw.Reset(pc.conn)
+			bw.Reset(&pc.cw)
 			return fmt.Errorf("%w: header name %q", errInvalidRequest, k)
 		}
 		for _, v := range vs {
 			if !httpguts.ValidHeaderFieldValue(v) {
-				bw.Reset(pc.conn)
+				bw.Reset(&pc.cw)
 				return fmt.Errorf("%w: value of header %s", errInvalidRequest, k)
 			}
 			bw.WriteString(k)
@@ -438,6 +497,12 @@ func (pc *h1Conn) writeRequest(req *http.Request) error {
 			bw.WriteString(textproto.TrimString(v))
 			bw.WriteString("\r\n")
 		}
+	}
+	if hasBody(req) {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(pc.scratch[:0], req.ContentLength, 10))
+		bw.WriteString("\r\n\r\n")
+		return pc.writeBody(req)
 	}
 	switch method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch:
@@ -448,6 +513,36 @@ func (pc *h1Conn) writeRequest(req *http.Request) error {
 	bw.WriteString("\r\n")
 	return nil
 }
+
+// errBodyLength is a request body that is not as long as its
+// Content-Length says.
+var errBodyLength = errors.New("request body length differs from Content-Length")
+
+// writeBody copies req's body (of known, small length) after the head. A
+// body that ends early or runs long fails the request: the
+// upstream must never see a message whose framing lies.
+func (pc *h1Conn) writeBody(req *http.Request) error {
+	n, err := pc.bw.ReadFrom(io.LimitReader(req.Body, req.ContentLength))
+	if err != nil {
+		return &bodyError{err: err}
+	}
+	if n != req.ContentLength {
+		return &bodyError{err: fmt.Errorf("%w: %d of %d bytes", errBodyLength, n, req.ContentLength)}
+	}
+	if m, _ := req.Body.Read(pc.scratch[:1]); m > 0 {
+		return &bodyError{err: fmt.Errorf("%w: more than %d bytes", errBodyLength, req.ContentLength)}
+	}
+	return nil
+}
+
+// bodyError is a failure to read the request's body (the client's side).
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// ClientFault: the upstream is not to blame (see isClientFault).
+func (e *bodyError) ClientFault() bool { return true }
 
 // maxInformational bounds the 1xx answers accepted before the final one.
 const maxInformational = 8

@@ -394,7 +394,11 @@ func TestH1ClientFallback(t *testing.T) {
 		name string
 		mod  func(*http.Request)
 	}{
-		{"body", func(r *http.Request) { r.Body = io.NopCloser(strings.NewReader("x")); r.ContentLength = 1 }},
+		{"large body", func(r *http.Request) {
+			r.Body = io.NopCloser(strings.NewReader(strings.Repeat("x", maxDirectBody+1)))
+			r.ContentLength = maxDirectBody + 1
+		}},
+		{"body of unknown length", func(r *http.Request) { r.Body = io.NopCloser(strings.NewReader("x")); r.ContentLength = -1 }},
 		{"upgrade", func(r *http.Request) { r.Header.Set("Upgrade", "websocket") }},
 		{"expect", func(r *http.Request) { r.Header.Set("Expect", "100-continue") }},
 		{"close", func(r *http.Request) { r.Close = true }},
@@ -565,4 +569,130 @@ func FuzzH1WriteRequest(f *testing.F) {
 			t.Fatalf("unexpected headers %v\n%q", got.Header, buf.String())
 		}
 	})
+}
+
+// closeCounter is a request body that counts its Close calls.
+type closeCounter struct {
+	io.Reader
+	closed atomic.Int64
+}
+
+func (c *closeCounter) Close() error { c.closed.Add(1); return nil }
+
+func TestH1ClientSendsSmallBodies(t *testing.T) {
+	up := newScripted(t, func(_ int, req *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true
+	})
+	fb := &failRT{}
+	h := newTestH1(t, fb)
+	// Sizes below, around and above the 4 KiB write buffer, up to the limit.
+	sizes := []int{1, 100, 3900, 4096, 10000, maxDirectBody}
+	for i, n := range sizes {
+		body := &closeCounter{Reader: strings.NewReader(strings.Repeat(string(rune('a'+i)), n))}
+		req := h1Req(t, context.Background(), "POST", up.addr(), "/up")
+		req.Body, req.ContentLength = body, int64(n)
+		if _, _, err := readAll(h, req); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if body.closed.Load() != 1 {
+			t.Errorf("%d bytes: body closed %d times, want 1", n, body.closed.Load())
+		}
+	}
+	for i, n := range sizes {
+		got := up.head(i)
+		if got.ContentLength != int64(n) {
+			t.Errorf("request %d: upstream saw Content-Length %d, want %d", i, got.ContentLength, n)
+		}
+	}
+	if up.conns.Load() != 1 || fb.used.Load() != 0 {
+		t.Errorf("connections = %d (want 1), fallback used %d times (want 0)", up.conns.Load(), fb.used.Load())
+	}
+}
+
+// TestH1ClientBodyFaults: a body shorter or longer than its
+// Content-Length, or one that fails, fails the request with the body's
+// error; the connection is not reused and the body is closed.
+func TestH1ClientBodyFaults(t *testing.T) {
+	boom := errors.New("client went away mid-body")
+	tests := []struct {
+		name string
+		body io.Reader
+		cl   int64
+		want error
+	}{
+		{"short", strings.NewReader("abc"), 10, errBodyLength},
+		{"long", strings.NewReader("abcdefghijk"), 10, errBodyLength},
+		{"read error", io.MultiReader(strings.NewReader("ab"), iotestErr{boom}), 10, boom},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newScripted(t, func(int, *http.Request) (string, bool) {
+				return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true
+			})
+			h := newTestH1(t, &failRT{})
+			body := &closeCounter{Reader: tt.body}
+			req := h1Req(t, context.Background(), "POST", up.addr(), "/")
+			req.Body, req.ContentLength = body, tt.cl
+			_, err := h.RoundTrip(req)
+			var be *bodyError
+			if !errors.Is(err, tt.want) || !errors.As(err, &be) {
+				t.Fatalf("err = %v, want a bodyError wrapping %v", err, tt.want)
+			}
+			if body.closed.Load() != 1 {
+				t.Errorf("body closed %d times, want 1", body.closed.Load())
+			}
+			h.mu.Lock()
+			n := len(h.idle[up.addr()])
+			h.mu.Unlock()
+			if n != 0 {
+				t.Error("the connection of a failed request went back to the pool")
+			}
+		})
+	}
+}
+
+type iotestErr struct{ err error }
+
+func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
+
+// TestH1ClientResendsBodyOnDeadReuse: a PUT whose body can be had again
+// (GetBody) is sent again, body included, when its pooled connection turns
+// out dead; one whose body cannot is not.
+func TestH1ClientResendsBodyOnDeadReuse(t *testing.T) {
+	up := newScripted(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+	})
+	h := newTestH1(t, &failRT{})
+	if _, _, err := readAll(h, h1Req(t, context.Background(), "GET", up.addr(), "/")); err != nil {
+		t.Fatal(err)
+	}
+	killPooled := func() {
+		h.mu.Lock()
+		pc := h.idle[up.addr()][0]
+		h.mu.Unlock()
+		pc.br.Reset(eofReader{})
+	}
+	put := func(replayable bool) (*http.Request, error) {
+		req, err := http.NewRequest("PUT", "http://"+up.addr()+"/doc", strings.NewReader("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !replayable {
+			req.GetBody = nil
+		}
+		_, _, err = readAll(h, req)
+		return req, err
+	}
+	killPooled()
+	if _, err := put(true); err != nil {
+		t.Fatalf("replayable PUT after a dead reuse: %v", err)
+	}
+	if got := up.head(2); got.Method != "PUT" || got.ContentLength != 7 {
+		t.Errorf("resent request: %s, Content-Length %d", got.Method, got.ContentLength)
+	}
+	killPooled()
+	var stale *staleError
+	if _, err := put(false); !errors.As(err, &stale) {
+		t.Fatalf("PUT without GetBody after a dead reuse: err = %v, want a staleError", err)
+	}
 }

@@ -2,8 +2,10 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -307,5 +309,51 @@ func TestClientCancelIsNotRetried(t *testing.T) {
 	}
 	if b.hits.Load() != 1 {
 		t.Fatalf("%d tries, want 1", b.hits.Load())
+	}
+}
+
+// clientFault is a request body failure caused by the client (as
+// listener.BodyError is): it says so through ClientFault.
+type clientFault struct{}
+
+func (clientFault) Error() string     { return "client body cut short" }
+func (clientFault) ClientFault() bool { return true }
+
+// TestClientBodyFaultsDoNotEject: requests whose body fails on the
+// client's side are neither retried nor held against the endpoint by
+// outlier detection, on the direct path (small body) and on
+// http.Transport (body of unknown length) alike.
+func TestClientBodyFaultsDoNotEject(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cl   int64
+	}{{"direct path", 10}, {"transport", -1}} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBackend(t, "b", nil)
+			other := newBackend(t, "other", nil) // so that one may be ejected
+			cl := cluster("c", b.addr(), other.addr())
+			cl.Outlier = &config.Outlier{Consecutive5xx: 2, BaseEjection: time.Minute}
+			cl.Retry = &config.Retry{Attempts: 3, On: []string{"5xx", "reset"}, NonIdempotent: true}
+			s := newSet(t, Options{}, cl)
+			c := s.Cluster("c")
+			for i := range 4 {
+				req := newReq(t, "POST", "/")
+				req.Body = io.NopCloser(io.MultiReader(strings.NewReader("ab"), iotestErr{clientFault{}}))
+				req.ContentLength = tt.cl
+				r := do(c, req)
+				var cf interface{ ClientFault() bool }
+				if !errors.As(r.err, &cf) {
+					t.Fatalf("request %d: err = %v, want the client's fault", i, r.err)
+				}
+			}
+			for _, addr := range []string{b.addr(), other.addr()} {
+				if st, _ := endpointStatus(s, "c", addr); st.Ejected || !st.Healthy {
+					t.Fatalf("endpoint %+v after client faults, want healthy and not ejected", st)
+				}
+			}
+			if got := counterValue(t, c.m.retries); got != 0 {
+				t.Errorf("retries = %v, want 0", got)
+			}
+		})
 	}
 }
