@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
@@ -18,6 +19,8 @@ type target struct {
 	url    string
 	host   string // Host header override (sidecar outbound routes by service name)
 	header http.Header
+	// body, when set, makes every request a POST of it (application/json).
+	body   []byte
 	client *http.Client
 	close  func()
 }
@@ -48,11 +51,19 @@ func newClient(proto string, conc int) (*http.Client, func()) {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, tr.CloseIdleConnections
 }
 
-// do sends one GET and drains the body; it reports success (a 2xx answer).
+// do sends one GET (or POST of t.body) and drains the answer; it reports
+// success (a 2xx answer).
 func (t *target) do(ctx context.Context) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url, nil)
+	method, body := http.MethodGet, io.Reader(nil)
+	if t.body != nil {
+		method, body = http.MethodPost, bytes.NewReader(t.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, t.url, body)
 	if err != nil {
 		return false
+	}
+	if t.body != nil {
+		req.Header["Content-Type"] = jsonType
 	}
 	for k, vs := range t.header {
 		req.Header[k] = vs
@@ -68,6 +79,8 @@ func (t *target) do(ctx context.Context) bool {
 	_ = resp.Body.Close()
 	return resp.StatusCode >= 200 && resp.StatusCode < 300
 }
+
+var jsonType = []string{"application/json"}
 
 // loadResult is one load run.
 type loadResult struct {

@@ -178,6 +178,11 @@ func (rep *report) markdown() string {
 	if line := pairLine(rep.Results); line != "" {
 		b.WriteString("\n" + line + "\n")
 	}
+	for _, p := range [][2]string{{"bare", "stdlib"}, {"bare-post", "stdlib-post"}} {
+		if line := baselineLine(rep.Results, p[0], p[1]); line != "" {
+			b.WriteString("\n" + line + "\n")
+		}
+	}
 	var split []result
 	for _, r := range rep.Results {
 		if r.Split != nil {
@@ -307,6 +312,30 @@ func niceSteps(lo, hi float64) []float64 {
 			out = append(out, v)
 		}
 	}
+}
+
+// baselineLine compares scenario a with baseline b of the same run (CPU
+// per request and throughput, medians of their rounds), or returns ""
+// when either is missing.
+func baselineLine(results []result, a, b string) string {
+	var ra, rb *result
+	for i := range results {
+		r := &results[i]
+		if r.Skipped != "" || r.RPS <= 0 || r.CPUPerReq <= 0 {
+			continue
+		}
+		switch r.Name {
+		case a:
+			ra = r
+		case b:
+			rb = r
+		}
+	}
+	if ra == nil || rb == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s vs %s: %.2fx the CPU per request (%.1f vs %.1f µs), %.2fx the requests/s.",
+		a, b, ra.CPUPerReq/rb.CPUPerReq, ra.CPUPerReq, rb.CPUPerReq, ra.RPS/rb.RPS)
 }
 
 // pairLine compares what a sidecar pair adds to the direct call's p50 with

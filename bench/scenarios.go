@@ -62,11 +62,39 @@ type scenario struct {
 
 const apiKey = "bench-key-0123456789"
 
+// postBody is the POST scenarios' body: 1 KiB of JSON, an API call's size.
+var postBody = func() []byte {
+	b := []byte(`{"items":[`)
+	for len(b) < 1000 {
+		b = append(b, `{"sku":"A-1001","qty":2},`...)
+	}
+	b[len(b)-1] = ']'
+	b = append(b, '}')
+	for len(b) < 1024 {
+		b = append(b, ' ')
+	}
+	return b
+}()
+
+// posting makes a scenario send POSTs of postBody instead of GETs.
+func posting(start func(e *env) (*running, error)) func(e *env) (*running, error) {
+	return func(e *env) (*running, error) {
+		r, err := start(e)
+		if err != nil {
+			return nil, err
+		}
+		r.target.body = postBody
+		return r, nil
+	}
+}
+
 func scenarios() []scenario {
 	return []scenario{
 		{Name: "direct", Desc: "client to the upstream, no proxy", Proto: "h1", start: startDirect},
 		{Name: "stdlib", Desc: "net/http/httputil.ReverseProxy, MaxIdleConnsPerHost 1024", Proto: "h1", start: startStdlib},
 		{Name: "bare", Desc: "wasmgate, no filters", Proto: "h1", start: gateway(nil, "h1")},
+		{Name: "stdlib-post", Desc: "the stdlib proxy, POST of a 1 KiB JSON body", Proto: "h1", start: posting(startStdlib)},
+		{Name: "bare-post", Desc: "wasmgate, no filters, POST of a 1 KiB JSON body", Proto: "h1", start: posting(gateway(nil, "h1"))},
 		{Name: "native", Kind: "native", Desc: "builtin headers filter (Go)", Proto: "h1", start: gateway(nativeFilter, "h1")},
 		{Name: "wasm", Kind: "wasm", Desc: "add-header.wasm, a request and a response header (two guest calls)", Proto: "h1", start: gateway(wasmFilter, "h1")},
 		{Name: "wasm-req", Kind: "wasm", Desc: "add-header.wasm, a request header only (one guest call: no response hook)", Proto: "h1", start: gateway(wasmReqFilter, "h1")},

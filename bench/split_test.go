@@ -55,3 +55,18 @@ func TestPairLine(t *testing.T) {
 		t.Fatalf("pairLine without a pair = %q", got)
 	}
 }
+
+func TestBaselineLine(t *testing.T) {
+	rs := []result{
+		{Name: "stdlib", RPS: 1000, CPUPerReq: 100},
+		{Name: "bare", RPS: 1100, CPUPerReq: 80},
+		{Name: "stdlib-post", Skipped: "not built"},
+	}
+	got := baselineLine(rs, "bare", "stdlib")
+	if !strings.Contains(got, "0.80x the CPU") || !strings.Contains(got, "1.10x the requests/s") {
+		t.Fatalf("baselineLine = %q", got)
+	}
+	if got := baselineLine(rs, "bare-post", "stdlib-post"); got != "" {
+		t.Fatalf("baselineLine with a skipped baseline = %q", got)
+	}
+}
