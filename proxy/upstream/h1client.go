@@ -401,14 +401,16 @@ var errInvalidRequest = errors.New("invalid request")
 // reqExcluded are the headers writeRequest writes itself or never sends.
 var reqExcluded = map[string]bool{"Host": true, "User-Agent": true, "Content-Length": true, "Transfer-Encoding": true, "Trailer": true, "Connection": true}
 
-// send flushes the request and, on a plain connection, waits until the
-// answer is readable without first trying a read that would only say
-// "not yet" (one system call less per request). The wait is armed before
-// the request goes out, so an answer cannot slip in unnoticed. sent is
+// send flushes the request and waits until the answer is readable without
+// first trying a read that would only say "not yet" (one system call less
+// per request). The wait is armed before the request goes out, so an
+// answer cannot slip in unnoticed. Over TLS it waits on the socket
+// beneath: the answer's records are new bytes there whatever tls.Conn
+// holds already (a session ticket read early only wakes it sooner). sent is
 // false when the request could not be written; err is then the write
 // error, else the wait's.
 func (pc *h1Conn) send() (sent bool, err error) {
-	if pc.raw == nil || pc.tls || pc.early || pc.br.Buffered() > 0 {
+	if pc.raw == nil || pc.early || pc.br.Buffered() > 0 {
 		// An early part may have been answered already (a 431, a 413):
 		// waiting for a readiness that was already reported would hang.
 		err = pc.bw.Flush()

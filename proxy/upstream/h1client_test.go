@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
@@ -694,5 +697,62 @@ func TestH1ClientResendsBodyOnDeadReuse(t *testing.T) {
 	var stale *staleError
 	if _, err := put(false); !errors.As(err, &stale) {
 		t.Fatalf("PUT without GetBody after a dead reuse: err = %v, want a staleError", err)
+	}
+}
+
+// TestH1ClientOverTLS: the direct path over TLS 1.3 (whose server sends
+// session tickets after the handshake, bytes the client has not asked
+// for) waits for answers on the socket beneath and keeps one connection.
+func TestH1ClientOverTLS(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = io.WriteString(w, r.Method+":"+string(b))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	cfg := &tls.Config{RootCAs: pool, ServerName: "example.com", MinVersion: tls.VersionTLS13}
+	d := net.Dialer{Timeout: time.Second}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		raw, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(raw, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+	h := newH1Client(dial, &failRT{}, 4)
+	t.Cleanup(h.close)
+	addr := srv.Listener.Addr().String()
+	for i := range 10 {
+		method, body, want := "GET", io.Reader(nil), "GET:"
+		if i%2 == 1 {
+			method, body, want = "POST", strings.NewReader("payload"), "POST:payload"
+		}
+		// A wait that missed its answer would hang: bound every request.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+"/", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := readAll(h, req)
+		cancel()
+		if err != nil || got != want {
+			t.Fatalf("request %d: %q, %v; want %q", i, got, err, want)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("10 requests over TLS used %d connections, want 1", n)
 	}
 }
