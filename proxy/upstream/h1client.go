@@ -19,20 +19,20 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// h1Client sends HTTP/1.1 requests that carry no body over pooled
-// connections, on the caller's goroutine, and hands every other request to
-// fallback (an http.Transport).
+// h1Client sends HTTP/1.1 requests without a body, or with a small one of
+// known length, over pooled connections on the caller's goroutine, and
+// hands every other request to fallback (an http.Transport).
 //
 // Why it exists: http.Transport runs a read goroutine and a write goroutine
 // per connection and passes every request and response between them and
 // the caller through channels and selects. Most proxied requests are
-// bodiless (GET, HEAD, DELETE, ...); for them the caller can write the
-// request, read the answer and stream the body itself, which takes the
-// goroutine hand-offs, the per-request want/select machinery and the
-// request's second serialization pass out of the proxy's hot path.
-// Requests with a body, upgrades and Expect: 100-continue keep the
-// standard transport, which handles an upstream that answers while the
-// body is still being sent.
+// bodiless (GET, HEAD, DELETE, ...) or carry a small body (API calls); for
+// them the caller can write the request, read the answer and stream the
+// body itself, which takes the goroutine hand-offs, the per-request
+// want/select machinery and the request's second serialization pass out of
+// the proxy's hot path. Larger or chunked bodies, upgrades and Expect:
+// 100-continue keep the standard transport, which handles an upstream that
+// answers while the body is still being sent.
 type h1Client struct {
 	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	fallback http.RoundTripper
@@ -53,7 +53,7 @@ func newH1Client(dial func(ctx context.Context, network, addr string) (net.Conn,
 // h1Conn is one pooled upstream connection.
 type h1Conn struct {
 	conn   net.Conn
-	raw    syscall.RawConn // for the liveness peek; nil when unavailable
+	raw    syscall.RawConn // TCP socket (under TLS too) for the peek and the wait; nil when unavailable
 	tls    bool
 	br     *bufio.Reader
 	bw     *bufio.Writer
