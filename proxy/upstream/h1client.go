@@ -150,6 +150,15 @@ func direct(req *http.Request) bool {
 
 func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !direct(req) {
+		if hasBody(req) && req.ContentLength < 0 {
+			// A chunked body whose first chunk is malformed fails here,
+			// before the transport sends the head upstream.
+			probed, err := probeBody(req)
+			if err != nil {
+				return nil, err
+			}
+			req = probed
+		}
 		return h.fallback.RoundTrip(req)
 	}
 	ctx := req.Context()
@@ -618,4 +627,79 @@ func (b *h1Body) Close() error {
 	_ = b.body.Close() // at EOF: releases the body without reading
 	b.pc.release(b.h, !b.keep, b.stop)
 	return nil
+}
+
+// probeWait is how long probeBody waits for a body's first bytes before
+// letting the request go ahead (net/http's own probe waits as long).
+const probeWait = 200 * time.Millisecond
+
+// probeBody reads the first piece of req's body (of unknown length) before
+// anything goes upstream: http.Transport sends the head before it reads a
+// body, so a malformed first chunk would otherwise reach the upstream as a
+// request cut short. A read error within probeWait fails the request as
+// the client's (400, nothing sent); data, or a client still silent after
+// probeWait (a stream that waits for the answer), goes on to the transport
+// behind what was read. The returned request is a copy when the body was
+// touched.
+func probeBody(req *http.Request) (*http.Request, error) {
+	p := &probedBody{body: req.Body, buf: make([]byte, 4<<10), done: make(chan struct{})}
+	go p.first()
+	t := time.NewTimer(probeWait)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		if p.err != nil && p.err != io.EOF {
+			_ = req.Body.Close()
+			return nil, &bodyError{err: p.err}
+		}
+	case <-t.C:
+	case <-req.Context().Done():
+	}
+	r2 := *req
+	r2.Body = p
+	return &r2, nil
+}
+
+// probedBody is a request body whose first Read ran ahead in a goroutine:
+// it gives that read's result first, then reads on from the body.
+type probedBody struct {
+	body io.ReadCloser
+	buf  []byte
+	n    int // bytes of buf not given out yet start at off
+	off  int
+	err  error
+	done chan struct{} // closed when the first read returned
+}
+
+func (p *probedBody) first() {
+	p.n, p.err = p.body.Read(p.buf)
+	close(p.done)
+}
+
+func (p *probedBody) Read(b []byte) (int, error) {
+	<-p.done
+	if p.off < p.n {
+		k := copy(b, p.buf[p.off:p.n])
+		p.off += k
+		return k, nil
+	}
+	if p.err != nil {
+		return 0, p.err
+	}
+	return p.body.Read(b)
+}
+
+// Close closes the body; while the first read still waits on the client,
+// it does so without waiting for it (net/http's body Close would).
+func (p *probedBody) Close() error {
+	select {
+	case <-p.done:
+		return p.body.Close()
+	default:
+		go func() {
+			<-p.done
+			_ = p.body.Close()
+		}()
+		return nil
+	}
 }

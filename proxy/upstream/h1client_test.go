@@ -756,3 +756,103 @@ func TestH1ClientOverTLS(t *testing.T) {
 		t.Errorf("10 requests over TLS used %d connections, want 1", n)
 	}
 }
+
+// readingRT is a fallback that reads the whole request body, reports it,
+// and answers 200.
+type readingRT struct {
+	called chan struct{}
+	got    chan string
+}
+
+func newReadingRT() *readingRT {
+	return &readingRT{called: make(chan struct{}, 1), got: make(chan string, 1)}
+}
+
+func (r *readingRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.called <- struct{}{}
+	b, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	r.got <- string(b)
+	return &http.Response{StatusCode: 200, Body: http.NoBody, Request: req}, nil
+}
+
+// TestProbeChunkedBody: a body of unknown length (chunked) is read ahead
+// once before the transport sends anything: a failing first read fails the
+// request as the client's, data passes through whole and in order, and a
+// client that sends nothing yet does not hold the request back.
+func TestProbeChunkedBody(t *testing.T) {
+	newReq := func(body io.ReadCloser) *http.Request {
+		req, err := http.NewRequest("POST", "http://127.0.0.1:1/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Body, req.ContentLength = body, -1
+		return req
+	}
+	t.Run("bad first chunk", func(t *testing.T) {
+		fb := newReadingRT()
+		h := newTestH1(t, fb)
+		body := &closeCounter{Reader: iotestErr{clientFault{}}}
+		_, err := h.RoundTrip(newReq(body))
+		if !isClientFault(err) {
+			t.Fatalf("err = %v, want the client's fault", err)
+		}
+		if len(fb.called) != 0 {
+			t.Error("the transport was called: the head would have gone upstream")
+		}
+		if body.closed.Load() != 1 {
+			t.Errorf("body closed %d times, want 1", body.closed.Load())
+		}
+	})
+	t.Run("data passes whole", func(t *testing.T) {
+		fb := newReadingRT()
+		h := newTestH1(t, fb)
+		want := strings.Repeat("0123456789", 1000) // more than the probe's buffer
+		if _, err := h.RoundTrip(newReq(io.NopCloser(strings.NewReader(want)))); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-fb.got; got != want {
+			t.Fatalf("transport read %d bytes, want %d in order", len(got), len(want))
+		}
+	})
+	t.Run("silent client", func(t *testing.T) {
+		fb := newReadingRT()
+		h := newTestH1(t, fb)
+		pr, pw := io.Pipe()
+		t.Cleanup(func() { pw.Close() })
+		done := make(chan error, 1)
+		go func() { _, err := h.RoundTrip(newReq(pr)); done <- err }()
+		// The transport is called although the client has sent nothing...
+		select {
+		case <-fb.called:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the probe held a silent client's request back")
+		}
+		// ...and what the client sends then arrives whole.
+		_, _ = io.WriteString(pw, "late")
+		pw.Close()
+		if got := <-fb.got; got != "late" {
+			t.Fatalf("transport read %q, want %q", got, "late")
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("close while the probe waits", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		p := &probedBody{body: pr, buf: make([]byte, 16), done: make(chan struct{})}
+		go p.first()
+		closed := make(chan struct{})
+		go func() { p.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close waited for the client")
+		}
+		pw.Close() // the pending read returns; the deferred close runs
+		<-p.done
+	})
+}
