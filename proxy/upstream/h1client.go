@@ -150,9 +150,12 @@ func direct(req *http.Request) bool {
 
 func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !direct(req) {
-		if hasBody(req) && req.ContentLength < 0 {
+		if _, expect := req.Header["Expect"]; !expect && hasBody(req) && req.ContentLength < 0 {
 			// A chunked body whose first chunk is malformed fails here,
-			// before the transport sends the head upstream.
+			// before the transport sends the head upstream. Not with
+			// Expect: 100-continue, whose body must wait for the upstream's
+			// go-ahead (reading it would make net/http tell the client to
+			// send it).
 			probed, err := probeBody(req)
 			if err != nil {
 				return nil, err

@@ -841,6 +841,19 @@ func TestProbeChunkedBody(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("expect 100-continue is not probed", func(t *testing.T) {
+		fb := newReadingRT()
+		h := newTestH1(t, fb)
+		body := &closeCounter{Reader: iotestErr{clientFault{}}}
+		req := newReq(body)
+		req.Header.Set("Expect", "100-continue")
+		_, _ = h.RoundTrip(req)
+		select {
+		case <-fb.called:
+		default:
+			t.Fatal("a request with Expect: 100-continue had its body read before the transport")
+		}
+	})
 	t.Run("close while the probe waits", func(t *testing.T) {
 		pr, pw := io.Pipe()
 		p := &probedBody{body: pr, buf: make([]byte, 16), done: make(chan struct{})}
