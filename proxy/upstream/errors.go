@@ -30,7 +30,7 @@ var (
 )
 
 // StatusClientClosed is the status StatusFor returns when the client went
-// away before the upstream answered (nginx's 499); nothing is written then.
+// away before the upstream answered (nginx's 499).
 const StatusClientClosed = 499
 
 // StatusFor returns the HTTP status the proxy should answer for an error
