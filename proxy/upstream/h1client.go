@@ -39,6 +39,7 @@ type h1Client struct {
 	maxIdle  int
 	idleFor  time.Duration
 	onStale  func() // counts pooled connections found closed; may be nil
+	maxHead  int64  // bytes an answer's head (1xx included) may take
 
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn // by endpoint address; the newest last
@@ -47,7 +48,7 @@ type h1Client struct {
 }
 
 func newH1Client(dial func(ctx context.Context, network, addr string) (net.Conn, error), fallback http.RoundTripper, maxIdle int) *h1Client {
-	return &h1Client{dial: dial, fallback: fallback, maxIdle: maxIdle, idleFor: idleConnTimeout, idle: make(map[string][]*h1Conn)}
+	return &h1Client{dial: dial, fallback: fallback, maxIdle: maxIdle, idleFor: idleConnTimeout, maxHead: maxResponseHead, idle: make(map[string][]*h1Conn)}
 }
 
 // h1Conn is one pooled upstream connection.
@@ -66,9 +67,41 @@ type h1Conn struct {
 	sent   bool  // sendFn state: the request went out
 	werr   error // sendFn state: the write's error
 
+	lim     headLimit   // under br: bounds the answer's head
 	cw      countWriter // under bw: tells whether bw flushed on its own
 	early   bool        // part of the request went out before send
 	scratch [20]byte
+}
+
+// maxResponseHead bounds the head of an upstream's answer (status line,
+// headers, and any 1xx answers before it) on the direct path; net/http's
+// transport allows 10 MB, Envoy 60 KiB. More fails the request (502)
+// instead of making the proxy buffer whatever the upstream sends.
+const maxResponseHead = 1 << 20
+
+// errHeadTooLarge is an answer whose head went past maxResponseHead.
+var errHeadTooLarge = errors.New("upstream answer head too large")
+
+// headLimit is the reader under an h1Conn's bufio.Reader: while left is
+// not negative it lets only that many more bytes through.
+type headLimit struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return l.r.Read(p)
+	}
+	if l.left == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // countWriter counts the bytes written through it.
@@ -241,7 +274,9 @@ func (h *h1Client) get(ctx context.Context, addr string, peek bool) (*h1Conn, bo
 }
 
 func newH1Conn(conn net.Conn, addr string) *h1Conn {
-	pc := &h1Conn{conn: conn, addr: addr, br: bufio.NewReaderSize(conn, 4<<10)}
+	pc := &h1Conn{conn: conn, addr: addr}
+	pc.lim = headLimit{r: conn, left: -1}
+	pc.br = bufio.NewReaderSize(&pc.lim, 4<<10)
 	pc.cw.w = conn
 	pc.bw = bufio.NewWriterSize(&pc.cw, 4<<10)
 	pc.cutFn, pc.sendFn = pc.cut, pc.writeThenWait
@@ -381,7 +416,9 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, h *h1Client)
 	if err != nil {
 		return fail(fmt.Errorf("wait for the answer: %w", err))
 	}
+	pc.lim.left = h.maxHead
 	resp, err := pc.readResponse(ctx, req)
+	pc.lim.left = -1
 	if err != nil {
 		return fail(err)
 	}

@@ -960,3 +960,36 @@ func TestH1ClientConcurrentExchanges(t *testing.T) {
 		t.Errorf("%v connections for %d requests: keep-alive is not working", opened, workers*each)
 	}
 }
+
+// TestH1ClientBoundsTheAnswerHead: an upstream that sends an endless header
+// block fails the request once the head passes the limit, instead of
+// making the proxy buffer it; a head under the limit passes.
+func TestH1ClientBoundsTheAnswerHead(t *testing.T) {
+	header := func(n int) string {
+		var b strings.Builder
+		for i := 0; b.Len() < n; i++ {
+			fmt.Fprintf(&b, "X-H%d: %s\r\n", i, strings.Repeat("v", 100))
+		}
+		return b.String()
+	}
+	small, big := header(8<<10), header(256<<10)
+	up := newScripted(t, func(_ int, req *http.Request) (string, bool) {
+		if req.URL.Path == "/big" {
+			return "HTTP/1.1 200 OK\r\n" + big + "Content-Length: 0\r\n\r\n", true
+		}
+		return "HTTP/1.1 200 OK\r\n" + small + "Content-Length: 0\r\n\r\n", true
+	})
+	h := newTestH1(t, &failRT{})
+	h.maxHead = 16 << 10
+	if _, _, err := readAll(h, h1Req(t, context.Background(), "GET", up.addr(), "/small")); err != nil {
+		t.Fatalf("8 KiB head under a 16 KiB limit: %v", err)
+	}
+	if _, err := h.RoundTrip(h1Req(t, context.Background(), "GET", up.addr(), "/big")); !errors.Is(err, errHeadTooLarge) {
+		t.Fatalf("256 KiB head: err = %v, want errHeadTooLarge", err)
+	}
+	// The limit is for the head only: the next answer on a new connection
+	// is read normally.
+	if _, _, err := readAll(h, h1Req(t, context.Background(), "GET", up.addr(), "/small")); err != nil {
+		t.Fatalf("after a refused head: %v", err)
+	}
+}
