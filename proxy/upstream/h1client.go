@@ -199,14 +199,14 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	addr := req.URL.Host
-	// A request that may be sent twice skips the liveness peek: on the rare
-	// dead connection it is simply sent again on a new one (below). A body
-	// can be sent again only when it can be had again.
+	// A request that may be sent twice is sent again on a new connection
+	// when its pooled one turns out dead (below). A body can be sent again
+	// only when it can be had again.
 	body := hasBody(req)
 	replay := !body || req.GetBody != nil
 	once := !idempotent(req) || !replay
 	for try := 1; ; try++ {
-		pc, reused, err := h.get(ctx, addr, once)
+		pc, reused, err := h.get(ctx, addr)
 		if err != nil {
 			if body {
 				_ = req.Body.Close()
@@ -241,9 +241,13 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// get returns an idle connection to addr or dials a new one; peek checks
-// that an idle one is still alive first.
-func (h *h1Client) get(ctx context.Context, addr string, peek bool) (*h1Conn, bool, error) {
+// get returns an idle connection to addr, checked with a peek, or dials a
+// new one. The peek costs a system call per reuse; it is what stands in
+// for http.Transport's reader goroutine, which sees an idle connection
+// close or receive bytes nobody asked for (a HEAD answered with a body, an
+// upstream that answered twice) and drops it, so that such bytes are never
+// read as the next request's answer.
+func (h *h1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
 	now := time.Now()
 	h.mu.Lock()
 	for {
@@ -256,8 +260,11 @@ func (h *h1Client) get(ctx context.Context, addr string, peek bool) (*h1Conn, bo
 		h.idle[addr] = list[:len(list)-1]
 		if now.Sub(pc.idleAt) < h.idleFor {
 			h.mu.Unlock()
-			if !peek || pc.alive() {
+			if pc.alive() {
 				return pc, true, nil
+			}
+			if h.onStale != nil {
+				h.onStale()
 			}
 			_ = pc.conn.Close()
 			h.mu.Lock()

@@ -63,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"cluster", "result"}),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmgate_upstream_connections_total",
-			Help: "Upstream TCP connections by cluster and event: opened, or stale (a pooled HTTP/1.1 connection the upstream had closed, found on reuse; idempotent requests are sent again on a new one).",
+			Help: "Upstream TCP connections by cluster and event: opened, or stale (a pooled HTTP/1.1 connection found, on reuse, closed by the upstream or holding bytes nobody asked for; it is dropped, and a request already sent on it again if it may be).",
 		}, []string{"cluster", "event"}),
 		healthDesc: prometheus.NewDesc("wasmgate_upstream_endpoint_healthy",
 			"1 when the endpoint receives traffic (health check passing and not ejected), else 0.",
