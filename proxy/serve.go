@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"strconv"
@@ -57,11 +58,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.TLS != nil {
 		props.SNI = r.TLS.ServerName
-		if s.peerID != nil {
-			props.PeerID = s.peerID(r.TLS)
-		}
 		if len(r.TLS.PeerCertificates) > 0 {
-			props.PeerSubject = r.TLS.PeerCertificates[0].Subject.String()
+			p := listener.PeerOf(r.Context(), r.TLS, s.derivePeer)
+			props.PeerID, props.PeerSubject = p.ID, p.Subject
 		}
 	}
 	idv := r.Header["X-Request-Id"]
@@ -175,6 +174,19 @@ func (s *Server) connInfo(ctx context.Context) ConnInfo {
 		return ConnInfo{Listener: info.Listener, Role: info.Role}
 	}
 	return connInfo(ctx)
+}
+
+// derivePeer computes the peer properties of a client certificate (see
+// listener.PeerOf, which calls it once per connection).
+func (s *Server) derivePeer(cs *tls.ConnectionState) listener.Peer {
+	var p listener.Peer
+	if s.peerID != nil {
+		p.ID = s.peerID(cs)
+	}
+	if len(cs.PeerCertificates) > 0 {
+		p.Subject = cs.PeerCertificates[0].Subject.String()
+	}
+	return p
 }
 
 // finish records metrics and the access log line of one request.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 )
 
 // ConnInfo describes the downstream connection a request arrived on.
@@ -35,6 +36,34 @@ type connState struct {
 	// tls is the TLS state of an HTTP/1 connection handshaken by the
 	// listener (net/http sees it as plaintext); nil otherwise.
 	tls *tls.ConnectionState
+	// peer memoizes PeerOf for the connection.
+	peer atomic.Pointer[Peer]
+}
+
+// Peer is what the proxy derives from a connection's client certificate.
+type Peer struct {
+	// ID is the verified SPIFFE ID, "" without one.
+	ID string
+	// Subject is the certificate subject, "" without a certificate.
+	Subject string
+}
+
+// PeerOf returns derive(cs) for the connection of ctx, computing it once
+// per connection: a connection's TLS state never changes, and deriving the
+// peer (parsing the SPIFFE URI, formatting the subject) costs about 3 µs
+// and 18 allocations, on every request of every mTLS connection otherwise.
+// Contexts that did not come from a Listener derive every time.
+func PeerOf(ctx context.Context, cs *tls.ConnectionState, derive func(*tls.ConnectionState) Peer) Peer {
+	st := connStateFrom(ctx)
+	if st == nil {
+		return derive(cs)
+	}
+	if p := st.peer.Load(); p != nil {
+		return *p
+	}
+	p := derive(cs)
+	st.peer.Store(&p) // concurrent h2 streams may both derive: same value
+	return p
 }
 
 type connKey struct{}
