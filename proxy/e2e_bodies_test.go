@@ -45,18 +45,7 @@ clusters:
     endpoints: [%q]
     outlier: {consecutive_5xx: 2, max_ejection_percent: 100, base_ejection: 1m}
 `, up.Listener.Addr())
-	path := filepath.Join(dir, "wasmgate.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	gw, err := proxy.NewGateway(ctx, proxy.GatewayOptions{ConfigPath: path, LogOutput: io.Discard, AccessOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	gw := bootGateway(t, dir, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -114,4 +103,23 @@ func halfClosedExchange(t *testing.T, addr, raw string) string {
 		t.Fatalf("reading the answer: %v", err)
 	}
 	return strings.TrimSpace(line)
+}
+
+// bootGateway writes src as dir/wasmgate.yaml and starts a Gateway on it,
+// logs discarded. Shutting it down is the caller's (tests differ in how).
+func bootGateway(t *testing.T, dir, src string) *proxy.Gateway {
+	t.Helper()
+	path := filepath.Join(dir, "wasmgate.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	gw, err := proxy.NewGateway(ctx, proxy.GatewayOptions{ConfigPath: path, LogOutput: io.Discard, AccessOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return gw
 }

@@ -116,18 +116,7 @@ clusters:
   - {name: h3up, protocol: h3, endpoints: [%q], tls: {ca_file: ca.pem, server_name: localhost}}
   - {name: down, protocol: h2c, endpoints: ["127.0.0.1:1"], retry: {attempts: 1}}
 `, wasmCache, wsFilters, v1Filters, echoSrv.Listener.Addr(), blobSrv.Listener.Addr(), wsSrv.Listener.Addr(), grpcLn.Addr(), h3Up)
-	path := filepath.Join(dir, "wasmgate.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	gw, err := proxy.NewGateway(ctx, proxy.GatewayOptions{ConfigPath: path, LogOutput: io.Discard, AccessOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	gw := bootGateway(t, dir, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -422,9 +422,7 @@ func drainBackend(t *testing.T, started chan<- string) http.Handler {
 func startGateway(t *testing.T, backend string, drain time.Duration) *proxy.Gateway {
 	t.Helper()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "wasmgate.yaml")
-	src := fmt.Sprintf(`
-listeners: [{name: public, address: "127.0.0.1:0"}]
+	src := fmt.Sprintf(`listeners: [{name: public, address: "127.0.0.1:0"}]
 admin: {address: "127.0.0.1:0"}
 logging: {level: error, access_log: {enabled: false}}
 wasm: {cache_dir: %q}
@@ -432,18 +430,7 @@ shutdown: {drain_timeout: %s}
 clusters: [{name: app, endpoints: [%q]}]
 routes: [{name: all, match: {path: {prefix: /}}, cluster: app, timeout: 30s}]
 `, filepath.Join(dir, "cache"), drain, backend)
-	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	g, err := proxy.NewGateway(ctx, proxy.GatewayOptions{ConfigPath: path, LogOutput: io.Discard, AccessOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return g
+	return bootGateway(t, dir, src)
 }
 
 // TestGracefulShutdown shuts a gateway down with requests in flight: a slow
