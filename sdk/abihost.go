@@ -5,7 +5,7 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 	"github.com/wasmgate/wasmgate/sdk/internal/hostabi"
 )
 

@@ -11,7 +11,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 	"github.com/wasmgate/wasmgate/sdk/internal/hostabi"
 )
 

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 )
 
 // Feature is a set of http-wasm feature bits for EnableFeatures.

@@ -1,7 +1,7 @@
 package sdk
 
 import (
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 	"github.com/wasmgate/wasmgate/sdk/internal/hostabi"
 )
 

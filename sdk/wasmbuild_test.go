@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 )
 
 // Value types in signatures below.
@@ -39,7 +39,7 @@ func (s sig) String() string {
 func n32(n int) []byte { return bytes.Repeat([]byte{i32}, n) }
 
 // wantImports are the host functions of both modules with the signatures
-// of the http-wasm handler ABI and of proxy/wasm/abi.
+// of the http-wasm handler ABI and of abi.
 var wantImports = map[string]sig{
 	abi.ModuleHTTPHandler + "." + abi.FuncLog:                {n32(3), nil},
 	abi.ModuleHTTPHandler + "." + abi.FuncLogEnabled:         {n32(1), n32(1)},

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmgate/wasmgate/plugins/internal/plugintest"
+	"github.com/wasmgate/wasmgate/internal/plugintest"
 	"github.com/wasmgate/wasmgate/plugins/keyhash"
 )
 

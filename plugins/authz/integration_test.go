@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmgate/wasmgate/plugins/internal/plugintest"
+	"github.com/wasmgate/wasmgate/internal/plugintest"
 	"github.com/wasmgate/wasmgate/plugins/keyhash"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/wasmgate/wasmgate/internal/wasmbuild"
-	"github.com/wasmgate/wasmgate/plugins/internal/plugintest"
+	"github.com/wasmgate/wasmgate/internal/plugintest"
 	"github.com/wasmgate/wasmgate/proxy/filter"
 	"github.com/wasmgate/wasmgate/proxy/wasm"
 )

@@ -12,7 +12,7 @@ import (
 )
 
 // PluginMetricKind is the kind of a metric a plugin defines. The values are
-// the wasmgate ABI's metric kinds (proxy/wasm/abi), so hosts convert with a
+// the wasmgate ABI's metric kinds (abi), so hosts convert with a
 // cast.
 type PluginMetricKind uint32
 

@@ -10,9 +10,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/wasmgate/wasmgate/abi"
+	"github.com/wasmgate/wasmgate/abi/pluginpb"
 	"github.com/wasmgate/wasmgate/proxy/filter"
-	"github.com/wasmgate/wasmgate/proxy/process/pluginpb"
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
 )
 
 // Filter is one process plugin on a chain.

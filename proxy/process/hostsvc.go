@@ -16,10 +16,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/wasmgate/wasmgate/abi"
+	"github.com/wasmgate/wasmgate/abi/pluginpb"
 	"github.com/wasmgate/wasmgate/proxy/filter"
 	"github.com/wasmgate/wasmgate/proxy/observe"
-	"github.com/wasmgate/wasmgate/proxy/process/pluginpb"
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
 )
 
 // maxStoreValue bounds a key plus value in the shared store, as for Wasm.

@@ -19,10 +19,10 @@ import (
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 
+	"github.com/wasmgate/wasmgate/abi"
+	"github.com/wasmgate/wasmgate/abi/pluginpb"
+	"github.com/wasmgate/wasmgate/abi/wire"
 	"github.com/wasmgate/wasmgate/proxy/filter"
-	"github.com/wasmgate/wasmgate/proxy/process/pluginpb"
-	"github.com/wasmgate/wasmgate/proxy/process/wire"
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
 )
 
 // ErrUnavailable is returned for requests that arrive while the plugin

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/wasmgate/wasmgate/proxy/process/pluginpb"
+	"github.com/wasmgate/wasmgate/abi/pluginpb"
 )
 
 // maxIdleStreams bounds the idle Calls streams kept per plugin process.

@@ -8,7 +8,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"go.uber.org/zap"
 
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 )
 
 // maxStoreValue bounds one key/value written by a guest.

@@ -3,7 +3,7 @@
 //
 // Guests speak the published http-wasm handler ABI (host module
 // "http_handler") plus wasmgate's extension module "wasmgate"; names and
-// numbers are in proxy/wasm/abi, behaviour in docs/wasm-host.md. A Host owns
+// numbers are in abi, behaviour in docs/wasm-host.md. A Host owns
 // one wazero runtime per memory limit, a file-backed compilation cache and
 // the compiled modules (shared by sha256 across reloads); each filter built
 // by the Host's Factory owns a bounded pool of warm instances.

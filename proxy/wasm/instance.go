@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/wasmgate/wasmgate/abi"
 	"github.com/wasmgate/wasmgate/proxy/filter"
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
 )
 
 // phase tells host functions what the guest is doing.

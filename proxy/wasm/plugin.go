@@ -16,8 +16,8 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 	"go.uber.org/zap"
 
+	"github.com/wasmgate/wasmgate/abi"
 	"github.com/wasmgate/wasmgate/proxy/filter"
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
 )
 
 // Settings are the per-filter knobs read from filter.Deps.Settings.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wasmgate/wasmgate/abi"
 	"github.com/wasmgate/wasmgate/proxy/observe"
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
 )
 
 // pluginStats are the counters of one plugin name. They live in the Host and

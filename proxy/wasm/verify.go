@@ -19,7 +19,7 @@ import (
 	"math/big"
 	"sync"
 
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 )
 
 // keyCache keeps parsed public keys so a guest verifying many tokens with

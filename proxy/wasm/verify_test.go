@@ -14,7 +14,7 @@ import (
 	"encoding/pem"
 	"testing"
 
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 )
 
 func TestVerifySignature(t *testing.T) {

@@ -38,8 +38,8 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
-	"github.com/wasmgate/wasmgate/proxy/process/pluginpb"
-	"github.com/wasmgate/wasmgate/proxy/process/wire"
+	"github.com/wasmgate/wasmgate/abi/pluginpb"
+	"github.com/wasmgate/wasmgate/abi/wire"
 	"github.com/wasmgate/wasmgate/sdk/internal/hostabi"
 )
 

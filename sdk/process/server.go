@@ -15,8 +15,8 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
-	"github.com/wasmgate/wasmgate/proxy/process/pluginpb"
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
+	"github.com/wasmgate/wasmgate/abi/pluginpb"
 	"github.com/wasmgate/wasmgate/sdk/internal/hostabi"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/wasmgate/wasmgate/proxy/process/pluginpb"
+	"github.com/wasmgate/wasmgate/abi/pluginpb"
 	"github.com/wasmgate/wasmgate/sdk"
 	"github.com/wasmgate/wasmgate/sdk/internal/hostabi"
 )

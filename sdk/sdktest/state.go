@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 	"github.com/wasmgate/wasmgate/sdk"
 	"github.com/wasmgate/wasmgate/sdk/internal/hostabi"
 )

@@ -17,7 +17,7 @@ import (
 	"hash"
 	"math/big"
 
-	"github.com/wasmgate/wasmgate/proxy/wasm/abi"
+	"github.com/wasmgate/wasmgate/abi"
 )
 
 // verifySignature is the fake host's wasmgate.verify_signature: JWS

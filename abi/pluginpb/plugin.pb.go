@@ -1353,7 +1353,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\bKVDelete\x12\x1e.wasmgate.process.v1.KVRequest\x1a#.wasmgate.process.v1.StatusResponse\x12B\n" +
 	"\x03Log\x12\x1f.wasmgate.process.v1.LogRequest\x1a\x1a.wasmgate.process.v1.Empty\x12c\n" +
 	"\fMetricDefine\x12(.wasmgate.process.v1.MetricDefineRequest\x1a).wasmgate.process.v1.MetricDefineResponse\x12T\n" +
-	"\fMetricRecord\x12(.wasmgate.process.v1.MetricRecordRequest\x1a\x1a.wasmgate.process.v1.EmptyB5Z3github.com/wasmgate/wasmgate/proxy/process/pluginpbb\x06proto3"
+	"\fMetricRecord\x12(.wasmgate.process.v1.MetricRecordRequest\x1a\x1a.wasmgate.process.v1.EmptyB+Z)github.com/wasmgate/wasmgate/abi/pluginpbb\x06proto3"
 
 var (
 	file_plugin_proto_rawDescOnce sync.Once

@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	"github.com/wasmgate/wasmgate/proxy/process/pluginpb"
+	"github.com/wasmgate/wasmgate/abi/pluginpb"
 )
 
 // PluginName is the name under which the filter is dispensed.
