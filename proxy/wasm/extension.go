@@ -227,7 +227,7 @@ func wVerifySignature(i *instance, s []uint64) {
 		s[0] = uint64(abi.StatusError)
 		return
 	}
-	s[0] = uint64(verifySignature(&i.p.h.keys, string(alg), key, data, sig))
+	s[0] = uint64(i.p.h.keys.Verify(string(alg), key, data, sig))
 }
 
 func wConfigError(i *instance, s []uint64) {

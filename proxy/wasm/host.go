@@ -28,6 +28,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"go.uber.org/zap"
 
+	"github.com/wasmgate/wasmgate/abi/jws"
 	"github.com/wasmgate/wasmgate/proxy/filter"
 	"github.com/wasmgate/wasmgate/proxy/observe"
 )
@@ -109,7 +110,7 @@ type Host struct {
 	log   *zap.Logger
 	reg   prometheus.Registerer
 	cache wazero.CompilationCache
-	keys  keyCache
+	keys  jws.Verifier
 
 	// insts maps a guest module to its instance, for host functions.
 	insts sync.Map

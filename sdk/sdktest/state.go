@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wasmgate/wasmgate/abi"
+	"github.com/wasmgate/wasmgate/abi/jws"
 	"github.com/wasmgate/wasmgate/sdk"
 	"github.com/wasmgate/wasmgate/sdk/internal/hostabi"
 )
@@ -376,8 +377,12 @@ func (s *state) DeclareStateless() {}
 func (s *state) DeclareRequestOnly() {}
 
 func (s *state) VerifySignature(alg string, key, data, sig []byte) uint32 {
-	return verifySignature(alg, key, data, sig)
+	return verifier.Verify(alg, key, data, sig)
 }
+
+// verifier is the proxy's own JWS verifier (abi/jws), so sdktest accepts
+// exactly the keys and algorithms the proxy does.
+var verifier jws.Verifier
 
 func (s *state) ConfigError(msg string) {
 	s.fail("%s", fmt.Sprintf("config_error called directly: %s", msg))

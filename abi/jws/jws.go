@@ -1,4 +1,9 @@
-package wasm
+// Package jws verifies JWS signatures for the wasmgate.verify_signature host
+// call (abi.FuncVerifySignature). It is the one verifier: the Wasm host
+// (proxy/wasm) and the SDK's fake host (sdk/sdktest) both use it, so a
+// plugin tested with sdktest accepts exactly the keys and algorithms the
+// proxy does. Standard library only, so sdk/sdktest stays dependency free.
+package jws
 
 import (
 	"crypto"
@@ -22,16 +27,17 @@ import (
 	"github.com/wasmgate/wasmgate/abi"
 )
 
-// keyCache keeps parsed public keys so a guest verifying many tokens with
-// the same key pays for parsing once.
-type keyCache struct {
+// Verifier checks signatures and keeps parsed public keys, so a guest
+// verifying many tokens with the same key pays for parsing once. The zero
+// value is ready to use and safe for concurrent use.
+type Verifier struct {
 	mu   sync.RWMutex
 	keys map[string]crypto.PublicKey
 }
 
 const maxCachedKeys = 256
 
-func (c *keyCache) get(der []byte) (crypto.PublicKey, error) {
+func (c *Verifier) get(der []byte) (crypto.PublicKey, error) {
 	c.mu.RLock()
 	k, ok := c.keys[string(der)]
 	c.mu.RUnlock()
@@ -51,8 +57,10 @@ func (c *keyCache) get(der []byte) (crypto.PublicKey, error) {
 	return k, nil
 }
 
-// verifySignature checks a JWS signature; see abi.FuncVerifySignature.
-func verifySignature(keys *keyCache, alg string, key, data, sig []byte) uint32 {
+// Verify checks a JWS signature and returns abi.StatusOK (valid),
+// abi.StatusInvalid (does not verify) or abi.StatusError (unknown algorithm,
+// unusable key); see abi.FuncVerifySignature for the key forms.
+func (keys *Verifier) Verify(alg string, key, data, sig []byte) uint32 {
 	if len(alg) == 2+3 && alg[:2] == "HS" {
 		h, ok := hashFor(alg[2:])
 		if !ok || len(key) == 0 {

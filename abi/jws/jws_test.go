@@ -1,4 +1,4 @@
-package wasm
+package jws
 
 import (
 	"crypto"
@@ -73,18 +73,18 @@ func TestVerifySignature(t *testing.T) {
 		cases = append(cases, tc{alg, alg, []byte("secret"), m.Sum(nil)})
 	}
 
-	var keys keyCache
+	var keys Verifier
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := verifySignature(&keys, c.alg, c.key, data, c.sig); got != abi.StatusOK {
+			if got := keys.Verify(c.alg, c.key, data, c.sig); got != abi.StatusOK {
 				t.Fatalf("valid signature: status %d", got)
 			}
 			bad := append([]byte(nil), c.sig...)
 			bad[len(bad)/2] ^= 0x40
-			if got := verifySignature(&keys, c.alg, c.key, data, bad); got != abi.StatusInvalid {
+			if got := keys.Verify(c.alg, c.key, data, bad); got != abi.StatusInvalid {
 				t.Fatalf("tampered signature: status %d, want invalid", got)
 			}
-			if got := verifySignature(&keys, c.alg, c.key, append(data, 'x'), c.sig); got != abi.StatusInvalid {
+			if got := keys.Verify(c.alg, c.key, append(data, 'x'), c.sig); got != abi.StatusInvalid {
 				t.Fatalf("tampered data: status %d, want invalid", got)
 			}
 		})
@@ -100,7 +100,7 @@ func TestVerifySignature(t *testing.T) {
 	}
 	for _, c := range errCases {
 		t.Run("error/"+c.name, func(t *testing.T) {
-			if got := verifySignature(&keys, c.alg, c.key, data, c.sig); got != abi.StatusError {
+			if got := keys.Verify(c.alg, c.key, data, c.sig); got != abi.StatusError {
 				t.Fatalf("status %d, want error", got)
 			}
 		})
