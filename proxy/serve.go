@@ -47,6 +47,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer snap.release()
 
+	// Before anything reads the request: hop-by-hop headers, the path.
+	perr := screen(r, &snap.Config.Paths)
 	ci := s.connInfo(r.Context())
 	props := filter.Properties{
 		ClientAddr: r.RemoteAddr,
@@ -90,11 +92,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.metrics != nil {
 		s.metrics.RequestStarted()
 	}
-	rt := snap.Table.Match(ci.Listener, r)
+	var rt *router.Route
+	if perr == nil {
+		rt = snap.Table.Match(ci.Listener, r)
+	}
 	var c *call
 	defer func() { s.finish(start, r, rec, body, ci, rt, c, &st.x.Props) }()
 	st.x.Props = props
-	if rt == nil {
+	switch {
+	case perr != nil:
+		writeErrorFor(w, r, http.StatusBadRequest, perr.Error())
+		return
+	case connectRefused(r, rt):
+		refuseConnect(w, r)
+		return
+	case rt == nil:
 		writeErrorFor(w, r, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
 		return
 	}

@@ -41,6 +41,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Shutdown controls graceful shutdown.
 	Shutdown Shutdown `yaml:"shutdown"`
+	// Paths controls request path normalisation before routing.
+	Paths Paths `yaml:"paths"`
 
 	// File is the path the config was loaded from (not YAML).
 	File string `yaml:"-"`

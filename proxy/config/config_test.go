@@ -30,6 +30,10 @@ listeners: [{name: a, address: "nope"}]
 routes: [{cluster: x, match: {path: {regex: "("}}}]
 `, []string{"mode: must be edge or sidecar", "listeners[0].address", "routes[0].cluster", "routes[0].match.path.regex"}},
 		{"empty", "", []string{"empty"}},
+		{"bad paths", `
+listeners: [{name: a, address: "127.0.0.1:1"}]
+paths: {action: fix, escaped_slashes: drop}
+`, []string{`paths.action: must be normalize or reject, got "fix"`, `paths.escaped_slashes: must be decode, keep or reject, got "drop"`}},
 		{"bad filter", `
 listeners: [{name: a, address: "127.0.0.1:1"}]
 clusters: [{name: c, endpoints: ["127.0.0.1:2"]}]

@@ -69,6 +69,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Limits.BodyBufferBytes == 0 {
 		c.Limits.BodyBufferBytes = 4 << 20
 	}
+	c.Paths.applyDefaults()
 	if c.Shutdown.DrainTimeout == 0 {
 		c.Shutdown.DrainTimeout = 15 * time.Second
 	}

@@ -34,6 +34,9 @@ type Route struct {
 	Redirect *Redirect `yaml:"redirect"`
 	// Direct answers with a fixed response instead of proxying.
 	Direct *Direct `yaml:"direct"`
+	// AllowConnect lets CONNECT requests through to this route's cluster.
+	// Default false: every other CONNECT is answered 405.
+	AllowConnect bool `yaml:"allow_connect"`
 }
 
 // Match selects requests. All set parts must match.

@@ -50,6 +50,7 @@ func (c *Config) Validate() error {
 	if c.Wasm.CallTimeout < 0 || c.Wasm.PoolWait < 0 || c.Wasm.PoolSize < 0 {
 		p.add("wasm", "timeouts and pool_size must not be negative")
 	}
+	c.Paths.validate(&p)
 	if c.Limits.MaxHeaderBytes < 1024 {
 		p.add("limits.max_header_bytes", "must be at least 1024, got %d", c.Limits.MaxHeaderBytes)
 	}
