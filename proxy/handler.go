@@ -50,6 +50,10 @@ type call struct {
 	in io.ReadCloser
 	// opts are the route's retry and timeout for the cluster.
 	opts upstream.CallOptions
+	// ctx is the request's context for the response phase: the answer's
+	// own (resp.Request's) is the upstream call's, which ends as soon as a
+	// filter has buffered the body.
+	ctx context.Context
 }
 
 type callKey struct{}
@@ -148,7 +152,11 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	}
 	fr := &filter.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: resp.Body, Trailer: resp.Trailer}
 	c.x.Response = fr
-	c.chain.RunResponse(resp.Request.Context(), c.x, c.ran)
+	ctx := c.ctx
+	if ctx == nil {
+		ctx = resp.Request.Context()
+	}
+	c.chain.RunResponse(ctx, c.x, c.ran)
 	fr = c.x.Response
 	resp.StatusCode = fr.StatusCode
 	resp.Status = strconv.Itoa(fr.StatusCode) + " " + http.StatusText(fr.StatusCode)

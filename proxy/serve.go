@@ -136,7 +136,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.BodyCap = snap.Config.Limits.BodyBufferBytes
 	ctx := filter.WithExchange(r.Context(), x)
 	c = &st.c
-	*c = call{snap: snap, route: rt, chain: chain, x: x}
+	*c = call{snap: snap, route: rt, chain: chain, x: x, ctx: ctx}
 	ran, next := chain.RunRequest(ctx, x)
 	c.ran = ran
 	if !next {

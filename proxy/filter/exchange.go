@@ -112,6 +112,12 @@ func (r *Response) BufferBody(max int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The upstream body was read to its end; close it now, because the copy
+	// replaces it and nobody else holds it: the upstream call (its in-flight
+	// slot, its connection) ends only when that body is closed.
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
 	r.buf, r.buffered = b, true
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	return b, nil
